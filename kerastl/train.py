@@ -1,0 +1,268 @@
+"""Training, read top-down: load data, build the model, train in stages, evaluate, write the run.
+
+Stages per mode:
+- mlp, cnn: one stage, the whole model.
+- feature: the backbone is frozen; its features are computed once and the head trains on them.
+- finetune: stage "head" trains the head on the frozen backbone; stage "finetune" unfreezes the
+  backbone and continues with a ~10x lower learning rate, batch norm still in inference mode.
+- partial: like finetune, but stage 2 unfreezes only the top `unfreeze` blocks.
+- pretrain: a backbone trains from scratch (batch norm in training mode) on another dataset; its
+  weights are saved for `--weights` in a later transfer run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+import numpy as np
+
+from kerastl import runs, runtime
+from kerastl.backbones import BACKBONES, backbone_blocks
+from kerastl.data import fit_inputs, load_arrays, make_splits, validation_data
+from kerastl.data.splits import Splits
+from kerastl.models import BUILDERS, build_transfer_model
+
+Log = Callable[[str], None]
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of every epoch (training plus validation)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+        self.epochs_done = 0  # counts epochs finished before a --resume too
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+        self.epochs_done = epoch + 1
+
+
+@dataclass
+class StageResult:
+    name: str
+    epochs: int
+    seconds: float
+    images: int
+    epoch_seconds: list[float] = field(default_factory=list)
+
+
+def _callbacks(run_dir: Path, stage: str, has_val: bool, patience: int, timer: EpochTimer, scheduled: bool) -> list:
+    monitor = "val_loss" if has_val else "loss"
+    reduce_lr = [] if scheduled else [  # a learning-rate schedule already decides the rate
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=max(1, patience // 2), min_lr=1e-6)
+    ]
+    return reduce_lr + [
+        keras.callbacks.BackupAndRestore(str(run_dir / runs.BACKUP / stage)),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / f"best-{stage}.weights.h5"), monitor=monitor, save_best_only=True, save_weights_only=True
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY), append=True),
+        timer,
+    ]
+
+
+def learning_rate(lr: float, schedule: str, steps: int):
+    """A constant rate, or a linear warm-up over the first 10 % of steps followed by cosine decay."""
+    if schedule == "constant":
+        return lr
+    warmup = max(1, steps // 10)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, steps - warmup), warmup_target=lr, warmup_steps=warmup
+    )
+
+
+def _optimizer(lr, weight_decay: float) -> keras.optimizers.Optimizer:
+    if weight_decay:
+        return keras.optimizers.AdamW(lr, weight_decay=weight_decay)
+    return keras.optimizers.Adam(lr)
+
+
+def _compile(model: keras.Model, lr, config: dict, has_accelerator: bool) -> None:
+    model.compile(
+        optimizer=_optimizer(lr, config["weight_decay"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=runtime.jit_setting(config["jit_compile"], has_accelerator),
+    )
+
+
+def fit_stage(
+    model: keras.Model, stage: str, epochs: int, lr: float, splits: Splits, config: dict, run_dir: Path,
+    has_accelerator: bool, log: Log, x_train=None, x_val=None,
+) -> StageResult:
+    """Compile and fit one stage with the standard callbacks. A stage that already finished in an
+    interrupted run (its weights file exists) is skipped on --resume."""
+    done = run_dir / f"stage-{stage}.weights.h5"
+    if done.is_file():
+        model.load_weights(done)
+        log(f"stage {stage}: already finished, weights restored from {done.name}")
+        return StageResult(stage, 0, 0.0, 0)
+    x_train = splits.x_train if x_train is None else x_train
+    steps = epochs * -(-len(x_train) // config["batch_size"])
+    _compile(model, learning_rate(lr, config["lr_schedule"], steps), config, has_accelerator)
+    x_val = splits.x_val if x_val is None else x_val
+    has_val = len(splits.y_val) > 0
+    train = fit_inputs(x_train, splits.y_train, config["batch_size"], shuffle=True, seed=config["seed"])
+    timer = EpochTimer()
+    log(f"stage {stage}: {epochs} epoch(s) at lr {lr:g}, {model.count_params() - _frozen_params(model):,} trainable parameters")
+    start = time.perf_counter()
+    model.fit(
+        **train,
+        validation_data=validation_data(x_val, splits.y_val, config["batch_size"]) if has_val else None,
+        epochs=epochs,
+        callbacks=_callbacks(run_dir, stage, has_val, config["patience"], timer, config["lr_schedule"] != "constant"),
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    seconds = time.perf_counter() - start
+    best = run_dir / f"best-{stage}.weights.h5"
+    if best.is_file():  # keep the epoch that was best on validation
+        model.load_weights(best)
+        os.replace(best, done)
+    else:
+        model.save_weights(done)
+    return StageResult(stage, timer.epochs_done, seconds, len(timer.seconds) * len(x_train), timer.seconds)
+
+
+def _frozen_params(model: keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
+
+
+def unfreeze(backbone_name: str, backbone: keras.Model, top_blocks: int | None = None) -> list[str]:
+    """Make the backbone trainable, or only its top `top_blocks` blocks; returns the trained blocks.
+
+    Batch-norm layers stay frozen, which keeps them in inference mode: in Keras 3 the outer
+    model's `training=True` overrides the `training=False` recorded when the backbone was called
+    (measured on all three backends with Keras 3.15), so `trainable=False` is what holds them.
+    """
+    blocks = backbone_blocks(BACKBONES[backbone_name], backbone)
+    backbone.trainable = True
+    names = [name for name, _ in blocks[-top_blocks:]] if top_blocks else [name for name, _ in blocks]
+    for name, block_layers in blocks:
+        for layer in block_layers:
+            layer.trainable = name in names and not isinstance(layer, keras.layers.BatchNormalization)
+    return names
+
+
+def _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerator, log) -> list[StageResult]:
+    """Compute the frozen backbone's features once, then train the head on them."""
+    extractor = keras.Model(model.input, backbone.output)
+    start = time.perf_counter()
+    features = {
+        part: extractor.predict(x, batch_size=config["batch_size"], verbose=0).astype("float32")
+        for part, x in (("train", splits.x_train), ("val", splits.x_val))
+        if len(x)
+    }
+    extraction = time.perf_counter() - start
+    log(f"feature: backbone features computed once in {extraction:.1f}s ({len(splits.y_train) + len(splits.y_val)} images)")
+    inputs = keras.Input((features["train"].shape[-1],), name="features")
+    x = inputs
+    for name in ("head_dropout", "classifier", "probabilities"):
+        if name in [layer.name for layer in model.layers]:
+            x = model.get_layer(name)(x)
+    head = keras.Model(inputs, x, name="head")
+    result = fit_stage(
+        head, "head", config["epochs"], config["lr"], splits, config, run_dir, has_accelerator, log,
+        x_train=features["train"], x_val=features.get("val", np.zeros((0, features["train"].shape[-1]), "float32")),
+    )
+    return [StageResult("feature_extraction", 0, extraction, len(splits.y_train) + len(splits.y_val)), result]
+
+
+def build_model(config: dict, log: Log) -> tuple[keras.Model, keras.Model | None]:
+    mode = config["mode"]
+    if mode in BUILDERS:
+        return BUILDERS[mode](), None
+    return build_transfer_model(
+        config["backbone"], config["img_size"], config["weights"], config["dropout"],
+        backbone_inference_mode=(mode != "pretrain"), log=log,
+    )
+
+
+def train_stages(model, backbone, splits, config, run_dir, has_accelerator, log) -> list[StageResult]:
+    mode = config["mode"]
+    stage = lambda name, epochs, lr: fit_stage(model, name, epochs, lr, splits, config, run_dir, has_accelerator, log)  # noqa: E731
+    if mode in BUILDERS:
+        return [stage("train", config["epochs"], config["lr"])]
+    if mode == "pretrain":
+        backbone.trainable = True
+        return [stage("pretrain", config["epochs"], config["lr"])]
+    if mode == "feature":
+        return _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerator, log)
+    results = [stage("head", config["head_epochs"], config["lr"])]
+    if mode == "finetune":
+        unfreeze(config["backbone"], backbone)
+        log("stage finetune: whole backbone unfrozen (batch norm stays frozen, in inference mode)")
+    else:
+        names = unfreeze(config["backbone"], backbone, config["unfreeze"])
+        log(f"stage finetune: unfroze the top {len(names)} blocks: {', '.join(names)}")
+    results.append(stage("finetune", config["epochs"], config["finetune_lr"]))
+    return results
+
+
+def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log = print) -> dict[str, Any]:
+    """Run one configured training job into `run_dir` (which holds config.yaml); returns the metrics."""
+    keras.utils.set_random_seed(config["seed"])
+    policy = runtime.apply_precision(config["precision"], has_accelerator)
+
+    # Prepare the data
+    arrays = load_arrays(config["dataset"], config["data_dir"], log=log)
+    splits = make_splits(arrays, config["validation_fraction"], config["limit"], config["test_limit"], config["seed"])
+    log(f"data: splits {splits.sizes()} (seed {config['seed']})")
+
+    # Build the model
+    model, backbone = build_model(config, log)
+
+    # Train
+    wall_start = time.perf_counter()
+    stages = train_stages(model, backbone, splits, config, run_dir, has_accelerator, log)
+    train_seconds = sum(s.seconds for s in stages)
+
+    # Evaluate on the whole test split
+    _compile(model, config["lr"], config, has_accelerator)
+    test = fit_inputs(splits.x_test, splits.y_test, config["batch_size"], shuffle=False, seed=0)
+    test_loss, test_accuracy = model.evaluate(**test, verbose=0)
+    log(f"test: accuracy {test_accuracy:.4f}, loss {test_loss:.4f} on {len(splits.y_test)} images")
+
+    # Write the run
+    with runs.atomic_path(run_dir / runs.MODEL, suffix=".keras") as tmp:
+        model.save(tmp)
+    if config["mode"] == "pretrain":
+        with runs.atomic_path(run_dir / "backbone.weights.h5", suffix=".weights.h5") as tmp:
+            backbone.save_weights(tmp)
+        log(f"pretrain: backbone weights saved; transfer them with --weights {run_dir / 'backbone.weights.h5'}")
+    trained_images = sum(s.images for s in stages if s.name != "feature_extraction")
+    metrics = {
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "test_images": int(len(splits.y_test)),
+        "train_images": int(len(splits.y_train)),
+        "validation_images": int(len(splits.y_val)),
+        "epochs_run": {s.name: s.epochs for s in stages if s.name != "feature_extraction"},
+        "epoch_seconds": {s.name: [round(t, 3) for t in s.epoch_seconds] for s in stages if s.epoch_seconds},
+        "stage_seconds": {s.name: round(s.seconds, 3) for s in stages},
+        "train_seconds": round(train_seconds, 3),
+        "wall_seconds": round(time.perf_counter() - wall_start, 3),
+        "images_per_second": round(trained_images / train_seconds, 1) if train_seconds else None,
+        "parameters": int(model.count_params()),
+        "backend": runtime.backend(),
+        "device": runtime.device_description(),
+        "precision": policy,
+        "dataset": config["dataset"],
+        "mode": config["mode"],
+    }
+    if backbone is not None:
+        metrics.update(backbone=config["backbone"], weights=config["weights"], img_size=int(backbone.input_shape[1]))
+        if config["weights"] in (None, "none"):
+            metrics["warning"] = "backbone started from RANDOM weights: this is not transfer learning"
+    return metrics
