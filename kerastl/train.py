@@ -214,6 +214,7 @@ def train_stages(model, backbone, splits, config, run_dir, has_accelerator, log)
 
 def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log = print) -> dict[str, Any]:
     """Run one configured training job into `run_dir` (which holds config.yaml); returns the metrics."""
+    wall_start = time.perf_counter()
     keras.utils.set_random_seed(config["seed"])
     policy = runtime.apply_precision(config["precision"], has_accelerator)
 
@@ -226,7 +227,6 @@ def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log
     model, backbone = build_model(config, log)
 
     # Train
-    wall_start = time.perf_counter()
     stages = train_stages(model, backbone, splits, config, run_dir, has_accelerator, log)
     train_seconds = sum(s.seconds for s in stages)
 

@@ -127,3 +127,17 @@ def test_command_line_exit_codes_in_a_real_process(tmp_path):
     help_ = run_module("kerastl.fit", "--help")
     assert help_.returncode == 0 and "--mode" in help_.stdout
     assert (ROOT / "configs" / "finetune.yaml").is_file()
+
+
+def test_pretrain_then_transfer_with_the_saved_backbone(tmp_path, capsys):
+    """The offline ResNet-18 loop: pretrain on one dataset, fine-tune from those weights with --weights."""
+    common = ["--backbone", "resnet18", "--img-size", "32", "--epochs", "1", "--output-dir", str(tmp_path), *QUICK]
+    code, out, err = _fit(["--mode", "pretrain", "--dataset", "mnist", "--run-name", "pre", *common], capsys)
+    assert code == 0, err
+    weights = tmp_path / "pre" / "backbone.weights.h5"
+    assert weights.is_file() and "warning" not in json.loads((tmp_path / "pre" / "metrics.json").read_text())
+    code, out, err = _fit(["--mode", "finetune", "--weights", str(weights), "--head-epochs", "1", "--run-name", "ft", *common], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert metrics["weights"] == str(weights) and metrics["backbone"] == "resnet18"
+    assert f"weights from {weights}" in out

@@ -13,6 +13,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from kerastl.backbones.torch_state_dict import copy_into
+
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99  # Keras convention; PyTorch's momentum 0.01 is the same thing
 STEM_FILTERS = 32
@@ -101,21 +103,4 @@ def convert_state_dict(model: keras.Model, state: Mapping[str, np.ndarray]) -> i
     Every weighted layer of the model must find its tensors; unused tensors (the 1000-class head
     when the model has none) are fine.
     """
-    copied = 0
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        prefix = _torch_prefix(layer.name)
-        if isinstance(layer, layers.BatchNormalization):
-            values = [state[f"{prefix}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
-        elif isinstance(layer, layers.DepthwiseConv2D):
-            values = [state[f"{prefix}.weight"].transpose(2, 3, 0, 1)]  # (C,1,kh,kw) -> (kh,kw,C,1)
-        elif isinstance(layer, layers.Conv2D):
-            values = [state[f"{prefix}.weight"].transpose(2, 3, 1, 0)]  # (O,I,kh,kw) -> (kh,kw,I,O)
-        elif isinstance(layer, layers.Dense):
-            values = [state[f"{prefix}.weight"].T, state[f"{prefix}.bias"]]
-        else:
-            raise ValueError(f"no conversion rule for layer {layer.name} ({type(layer).__name__})")
-        layer.set_weights(values)
-        copied += sum(v.size for v in values)
-    return copied
+    return copy_into(model, state, _torch_prefix)

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from kerastl.backbones.torch_state_dict import copy_into
+
 BN_EPSILON = 1e-5
 STAGE_FILTERS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = 2
@@ -65,19 +67,4 @@ def resnet18(
 
 def convert_state_dict(model: keras.Model, state: Mapping[str, np.ndarray]) -> int:
     """Copy a torchvision ResNet-18 state dict into `model`; returns the number of values set."""
-    copied = 0
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        prefix = layer.name.replace("_", ".")
-        if isinstance(layer, layers.BatchNormalization):
-            values = [state[f"{prefix}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
-        elif isinstance(layer, layers.Conv2D):
-            values = [state[f"{prefix}.weight"].transpose(2, 3, 1, 0)]
-        elif isinstance(layer, layers.Dense):
-            values = [state[f"{prefix}.weight"].T, state[f"{prefix}.bias"]]
-        else:
-            raise ValueError(f"no conversion rule for layer {layer.name} ({type(layer).__name__})")
-        layer.set_weights(values)
-        copied += sum(v.size for v in values)
-    return copied
+    return copy_into(model, state, lambda name: name.replace("_", "."))

@@ -160,3 +160,30 @@ def read_state_dict(path: str | Path) -> "collections.OrderedDict[str, np.ndarra
     if not isinstance(state, dict):
         raise UserError(f"{path}: expected a state dict, found {type(state).__name__}")
     return state
+
+
+def keras_values(layer, state: dict, prefix: str) -> list[np.ndarray]:
+    """The weights of Keras `layer` taken from PyTorch tensors named `prefix.*`, in Keras layout."""
+    from keras import layers
+
+    if isinstance(layer, layers.BatchNormalization):
+        return [state[f"{prefix}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
+    if isinstance(layer, layers.DepthwiseConv2D):
+        return [state[f"{prefix}.weight"].transpose(2, 3, 0, 1)]  # (C,1,kh,kw) -> (kh,kw,C,1)
+    if isinstance(layer, layers.Conv2D):
+        return [state[f"{prefix}.weight"].transpose(2, 3, 1, 0)]  # (O,I,kh,kw) -> (kh,kw,I,O)
+    if isinstance(layer, layers.Dense):
+        return [state[f"{prefix}.weight"].T, state[f"{prefix}.bias"]]
+    raise ValueError(f"no conversion rule for layer {layer.name} ({type(layer).__name__})")
+
+
+def copy_into(model, state: dict, torch_prefix) -> int:
+    """Set every weighted layer of `model` from `state`, where `torch_prefix(layer_name)` names its
+    PyTorch module; returns the number of values copied."""
+    copied = 0
+    for layer in model.layers:
+        if layer.weights:
+            values = keras_values(layer, state, torch_prefix(layer.name))
+            layer.set_weights(values)
+            copied += sum(v.size for v in values)
+    return copied
