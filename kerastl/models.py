@@ -15,6 +15,10 @@ NUM_CLASSES = 10
 # Keras' default 0.99 lets the moving statistics lag far behind the weights in short runs (a
 # 2-epoch run on 6,000 images scored 11 % at test time while training at 92 %); 0.9 keeps up.
 BN_MOMENTUM = 0.9
+# Pixel statistics of the MNIST train split, for models trained from scratch: standardised inputs
+# and He initialisation give the first layers unit-scale outputs, which the batch-norm moving
+# variance (initialised to 1) tracks from the first steps.
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
 
 def _classifier(x, dropout: float):
@@ -28,7 +32,7 @@ def _classifier(x, dropout: float):
 def build_mlp(hidden: tuple[int, ...] = (512, 512), dropout: float = 0.2) -> keras.Model:
     """784-512-512-10 with dropout."""
     inputs = pixels_input()
-    x = pixel_adapter(inputs)
+    x = pixel_adapter(inputs, mean=MNIST_MEAN, std=MNIST_STD)
     x = layers.Flatten(name="flatten")(x)
     for i, units in enumerate(hidden):
         x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
@@ -39,16 +43,18 @@ def build_mlp(hidden: tuple[int, ...] = (512, 512), dropout: float = 0.2) -> ker
 def build_cnn(filters: tuple[int, ...] = (32, 64), dense: int = 128, dropout: float = 0.25) -> keras.Model:
     """Two blocks of (conv-BN-ReLU) x2 + max-pool, then a dense layer and the classifier."""
     inputs = pixels_input()
-    x = pixel_adapter(inputs)
+    x = pixel_adapter(inputs, mean=MNIST_MEAN, std=MNIST_STD)
     for block, n in enumerate(filters):
         for i in range(2):
-            x = layers.Conv2D(n, 3, padding="same", use_bias=False, name=f"block{block}_conv{i}")(x)
+            x = layers.Conv2D(
+                n, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"block{block}_conv{i}"
+            )(x)
             x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{block}_bn{i}")(x)
             x = layers.ReLU(name=f"block{block}_relu{i}")(x)
         x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
         x = layers.Dropout(dropout, name=f"block{block}_dropout")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(dense, use_bias=False, name="dense")(x)
+    x = layers.Dense(dense, use_bias=False, kernel_initializer="he_normal", name="dense")(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="dense_bn")(x)
     x = layers.ReLU(name="dense_relu")(x)
     return keras.Model(inputs, _classifier(x, 0.5), name="cnn")
