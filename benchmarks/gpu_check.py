@@ -45,6 +45,8 @@ class TestAccuracyPerEpoch(keras.callbacks.Callback):
         self.x, self.y, self.stage = x, y, stage
 
     def on_epoch_end(self, epoch, logs=None):
+        if tuple(self.model.input_shape[1:]) != self.x.shape[1:]:
+            return  # feature mode trains a head on cached features; its final test score is in metrics
         loss, acc = self.model.evaluate(self.x, self.y, batch_size=512, verbose=0)
         TestAccuracyPerEpoch.log.append({"stage": self.stage, "epoch": epoch + 1, "test_accuracy": round(float(acc), 4)})
         print(f"[gpu_check] {self.stage} epoch {epoch + 1}: test accuracy {acc:.4f}", flush=True)
