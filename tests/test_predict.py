@@ -126,7 +126,7 @@ def test_every_model_format_classifies_photos_of_mnist_digits(tmp_path, run_dir,
         for r in results:
             probabilities = [p["probability"] for p in r["predictions"]]
             assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
-            assert 0 < sum(probabilities) <= 1.0 + 1e-4
+            assert 0 < sum(probabilities) <= 1.0 + 3 / 256  # int8 outputs move in steps of 1/256
         top1[model.name] = np.array([int(r["predictions"][0]["label"]) for r in results])
     for name, labels in top1.items():
         assert np.mean(labels == y) >= 0.8, name
