@@ -116,7 +116,8 @@ def fit_stage(
     has_val = len(splits.y_val) > 0
     train = fit_inputs(x_train, splits.y_train, config["batch_size"], shuffle=True, seed=config["seed"])
     timer = EpochTimer()
-    log(f"stage {stage}: {epochs} epoch(s) at lr {lr:g}, {model.count_params() - _frozen_params(model):,} trainable parameters")
+    schedule = "" if config["lr_schedule"] == "constant" else f" ({config['lr_schedule']} schedule)"
+    log(f"stage {stage}: {epochs} epoch(s) at lr {lr:g}{schedule}, {_trainable_params(model):,} trainable parameters")
     start = time.perf_counter()
     model.fit(
         **train,
@@ -136,8 +137,8 @@ def fit_stage(
     return StageResult(stage, timer.epochs_done, seconds, len(timer.seconds) * len(x_train), timer.seconds)
 
 
-def _frozen_params(model: keras.Model) -> int:
-    return int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
+def _trainable_params(model: keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
 def unfreeze(backbone_name: str, backbone: keras.Model, top_blocks: int | None = None) -> list[str]:
