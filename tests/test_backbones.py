@@ -1,10 +1,9 @@
 import pickle
-import struct
 
 import numpy as np
 import pytest
 
-from kerastl.backbones import BACKBONES, efficientnet_lite, resnet18
+from kerastl.backbones import BACKBONES, resnet18
 from kerastl.backbones.torch_state_dict import LEGACY_MAGIC, read_state_dict
 from kerastl.backbones.weights import efficientnet_lite0_pth, load_backbone
 from kerastl.errors import UserError, WeightsUnavailable
