@@ -14,3 +14,9 @@ class DataUnavailable(UserError):
 
 class WeightsUnavailable(UserError):
     """No source could supply a backbone's pretrained weights."""
+
+
+def first_line(exc: BaseException) -> str:
+    """`Type: first line of the message`, for one-line error reports."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from kerastl.cli import OneLineParser, run_cli
-from kerastl.errors import UserError
+from kerastl.errors import UserError, first_line
 from kerastl.data import CLASS_NAMES
 
 PROG = "kerastl.export"
@@ -260,7 +260,7 @@ def check_all(model, run_dir: Path, folder: Path, formats, quantize, x_test, y_t
         keras_model, artifacts = _candidates(model, run_dir / "model.keras", folder, formats, quantize, threads)
         report = parity.parity_report(keras_model, artifacts, x_test, y_test, max_drop_pp, latency_repeats, log)
     except Exception as exc:
-        raise ExportFailed(f"running the exported files failed ({_first_line(exc)})") from exc
+        raise ExportFailed(f"running the exported files failed ({first_line(exc)})") from exc
     report["interpreter"] = interpreter_class()[1] if "tflite" in formats else None
     return report
 
@@ -272,7 +272,7 @@ def _load_model(run_dir: Path):
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:
-        raise UserError(f"cannot load {path} ({_first_line(exc)}); re-train the run or restore the file") from None
+        raise UserError(f"cannot load {path} ({first_line(exc)}); re-train the run or restore the file") from None
 
 
 def keras_backend() -> str:
@@ -294,12 +294,7 @@ def _convert(what: str, export_fn, *args) -> None:
     try:
         export_fn(*args)
     except Exception as exc:
-        raise ExportFailed(f"{what} conversion failed ({_first_line(exc)})") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+        raise ExportFailed(f"{what} conversion failed ({first_line(exc)})") from exc
 
 
 def _check_choices(formats: Sequence[str], quantize: Sequence[str], int8_io: str) -> None:

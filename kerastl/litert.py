@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerastl.errors import UserError
+from kerastl.errors import UserError, first_line
 
 
 def interpreter_class() -> tuple[type, str]:
@@ -39,7 +39,7 @@ class LiteRTModel:
         try:
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
         except (ValueError, RuntimeError) as exc:
-            raise UserError(f"{self.path} is not a valid .tflite model ({str(exc).splitlines()[0]})") from None
+            raise UserError(f"{self.path} is not a valid .tflite model ({first_line(exc)})") from None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.batch = None

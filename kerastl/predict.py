@@ -21,7 +21,7 @@ import numpy as np
 
 from kerastl.cli import OneLineParser, run_cli
 from kerastl.digit_image import INVERT_CHOICES, ImageError, to_mnist
-from kerastl.errors import UserError
+from kerastl.errors import UserError, first_line
 
 PROG = "kerastl.predict"
 EXIT_SOME_FAILED = 1
@@ -62,7 +62,7 @@ def _keras_predict(path: Path):
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as exc:
-        raise UserError(f"cannot load {path} ({type(exc).__name__}: {str(exc).strip().splitlines()[0]})") from None
+        raise UserError(f"cannot load {path} ({first_line(exc)})") from None
     return lambda pixels: np.asarray(model.predict(pixels.astype("float32"), verbose=0))
 
 

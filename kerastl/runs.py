@@ -6,50 +6,22 @@ a temporary name and renamed into place, so an interrupted run never leaves a ha
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
 from kerastl.errors import UserError
+from kerastl.files import atomic_write_text
 
 METRICS = "metrics.json"
 CONFIG = "config.yaml"
 MODEL = "model.keras"
 HISTORY = "history.csv"
 BACKUP = "backup"
-
-
-def _umask_mode() -> int:
-    """The permissions a plain `open()` would give a new file (temporary files get 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def is_complete(run_dir: Path) -> bool:

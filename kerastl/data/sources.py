@@ -26,7 +26,8 @@ from typing import Callable
 import numpy as np
 
 from kerastl.data.idx import read_idx_folder
-from kerastl.errors import DataUnavailable, UserError
+from kerastl.errors import DataUnavailable, UserError, first_line
+from kerastl.files import atomic_path
 from kerastl.safe_pickle import load_numpy_pickle
 
 DATASETS = ("mnist", "fashion_mnist")
@@ -67,10 +68,8 @@ def from_cache(name: str) -> Arrays:
 def write_cache(name: str, arrays: Arrays) -> Path:
     """Write the arrays atomically: a reader never sees a half-written cache file."""
     path = cache_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as tmp:
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
-    os.replace(tmp.name, path)
     return path
 
 
@@ -190,7 +189,7 @@ def load_arrays(name: str, data_dir: str | Path | None = None, log: Callable[[st
         try:
             arrays = _standardise(source(name), label)
         except Exception as exc:  # every source may fail in its own way; all are reported together
-            failures.append(f"{label}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+            failures.append(f"{label}: {first_line(exc)}")
             continue
         if source is not from_cache:
             try:
