@@ -107,12 +107,12 @@ def _not_retracing(record: logging.LogRecord) -> bool:
 
 def install() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":  # the user asked to see everything
+        return
     logging.getLogger("absl").setLevel(logging.ERROR)
     if _not_retracing not in logging.getLogger("tensorflow").filters:
         logging.getLogger("tensorflow").addFilter(_not_retracing)
-    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0" or "tensorflow" in sys.modules:
-        return
-    if not any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 

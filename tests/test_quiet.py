@@ -34,3 +34,19 @@ def test_a_normal_run_prints_only_kerastl_lines_and_keras_progress(tmp_path):
     lines = result.stdout.splitlines()
     assert [line for line in lines if not (KERASTL_LINE.match(line) or KERAS_PROGRESS.match(line))] == []
     assert any(line.startswith("kerastl.fit: mlp test accuracy") for line in lines)
+
+
+def test_tensorflow_retracing_warnings_are_dropped_and_other_warnings_kept():
+    import logging
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    try:
+        logger.warning("5 out of the last 9 calls to <function f> triggered tf.function retracing. Tracing is expensive")
+        logger.warning("something else")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["something else"]
