@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Callable
 
 from kerastl.errors import UserError
-
-# The commands import TensorFlow after this module: keep its C++ start-up chatter (oneDNN, CUDA
-# probing, CPU features) out of the user's terminal unless they asked for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

@@ -1,11 +1,17 @@
 """Run configuration: one YAML file per mode in `configs/`, overridden by command-line flags.
 
+The YAML files live once, in the top-level `configs/`; `kerastl/configs` is a symbolic link to it,
+so they ship inside the wheel as package data and are read with `importlib.resources`, from a
+checkout and from any install alike.
+
 Every key is declared once in SCHEMA with its type and allowed range, so a typo or a wrong value
 is a one-line error before anything runs.
 """
 
 from __future__ import annotations
 
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +21,7 @@ from kerastl.errors import UserError
 
 MODES = ("mlp", "cnn", "feature", "finetune", "partial", "pretrain")
 TRANSFER_MODES = ("feature", "finetune", "partial", "pretrain")
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR: Traversable = resources.files("kerastl") / "configs"
 
 
 def _positive(v):
@@ -52,7 +58,6 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = 
     "weights": ((str,), None, "imagenet, none, or a .weights.h5 / .pth path"),
     "img_size": ((int,), lambda v: 16 <= v <= 1024, "backbone input size; null = native size on a GPU"),
     "unfreeze": ((int,), _positive, "partial: number of blocks, counted from the top, to train"),
-    "cache_features": ((bool,), None, "feature: compute backbone features once per run"),
     "precision": ((str,), _one_of("auto", "float32", "mixed_bfloat16", "mixed_float16"), "compute dtype policy"),
     "jit_compile": ((str, bool), lambda v: v in ("auto", True, False), "XLA: auto, true or false"),
     "output_dir": ((str,), None, "where run folders are written"),
@@ -65,7 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "dataset": "mnist", "data_dir": None, "epochs": 10, "head_epochs": 1, "batch_size": 128, "lr": 1e-3,
     "finetune_lr": None, "lr_schedule": "constant", "weight_decay": 0.0, "limit": None, "test_limit": None, "validation_fraction": 0.1,
     "seed": 0, "patience": 3, "dropout": 0.2, "backbone": "efficientnet_lite0", "weights": "imagenet",
-    "img_size": None, "unfreeze": 4, "cache_features": True, "precision": "auto", "jit_compile": "auto",
+    "img_size": None, "unfreeze": 4, "precision": "auto", "jit_compile": "auto",
     "output_dir": "saved_models", "run_name": None, "export": False, "cpu": {},
 }
 
@@ -87,8 +92,8 @@ def check(config: dict[str, Any], origin: str) -> dict[str, Any]:
     return config
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+def read_yaml(path: str | Path | Traversable) -> dict[str, Any]:
+    path = Path(path) if isinstance(path, str) else path
     try:
         text = path.read_text()
     except OSError as exc:
@@ -109,7 +114,9 @@ def resolve(mode: str, config_path: str | Path | None, overrides: dict[str, Any]
     if mode not in MODES:
         raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     path = Path(config_path) if config_path else CONFIG_DIR / f"{mode}.yaml"
-    file_config = read_yaml(path) if (config_path or path.is_file()) else {}
+    if not config_path and not path.is_file():
+        raise UserError(f"the {mode} config {path} is missing from this kerastl install; reinstall kerastl or give --config FILE")
+    file_config = read_yaml(path)
     if file_config.get("mode", mode) != mode:
         raise UserError(f"config {path} is for mode {file_config['mode']!r}, not {mode!r}")
     flags = check({k: v for k, v in overrides.items() if v is not None}, "command line")

@@ -2,32 +2,62 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+from pathlib import Path
+
 import keras
+
+from kerastl.errors import first_line
 
 
 def backend() -> str:
     return keras.backend.backend()
 
 
+# What a backend raises when its GPU stack is installed but broken (no driver, wrong CUDA version, a
+# build without CUDA): reported in one line, then the run continues on the CPU. Anything else is a bug.
+PROBE_ERRORS = (ImportError, OSError, RuntimeError, AssertionError, ValueError)
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # present when an NVIDIA driver is loaded
+
+
+def _warn(message: str) -> None:
+    print(f"kerastl: warning: {message}", file=sys.stderr)
+
+
+def _probe(name: str) -> str | None:
+    if name == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return None if device.platform == "cpu" else f"{device.platform}:{device.device_kind}"
+    if name == "torch":
+        import torch
+
+        return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else None
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"gpu:{gpus[0].name}" if gpus else None
+
+
+@functools.cache
 def accelerator() -> str | None:
-    """A short name of the GPU/TPU the current backend will use, or None on a CPU-only machine."""
+    """A short name of the GPU/TPU the current backend will use, or None on a CPU-only machine.
+
+    A probe that fails, or an NVIDIA driver that the backend cannot use, is reported in one
+    warning line before falling back to the CPU. Asked once per process.
+    """
     name = backend()
     try:
-        if name == "jax":
-            import jax
-
-            device = jax.devices()[0]
-            return None if device.platform == "cpu" else f"{device.platform}:{device.device_kind}"
-        if name == "torch":
-            import torch
-
-            return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else None
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        return f"gpu:{gpus[0].name}" if gpus else None
-    except Exception:
+        found = _probe(name)
+    except PROBE_ERRORS as exc:
+        _warn(f"the {name} backend could not look for a GPU ({first_line(exc)}); running on the CPU")
         return None
+    if found is None and NVIDIA_DRIVER.exists():
+        _warn(f"an NVIDIA driver is loaded ({NVIDIA_DRIVER}) but the {name} backend sees no GPU "
+              "(is its CUDA build installed?); running on the CPU")
+    return found
 
 
 def device_description() -> str:

