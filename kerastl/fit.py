@@ -16,7 +16,8 @@ EXIT_ACCURACY_DROP = 1  # --export: a file lost accuracy (as `kerastl.export` ex
 EXIT_EXPORT_FAILED = 3
 
 
-def parse_args(argv=None):
+def build_parser() -> OneLineParser:
+    """One flag per keyword of `kerastl.run` (tests/test_api.py checks they stay the same)."""
     p = OneLineParser(prog=PROG, description="Train an MLP, a CNN or a pretrained backbone on MNIST.")
     p.add_argument("--mode", help=f"one of {', '.join(MODES)} (default: finetune; with --resume: the run's)")
     p.add_argument("--config", help="YAML config (default: configs/<mode>.yaml)")
@@ -43,7 +44,11 @@ def parse_args(argv=None):
                    help="continue an interrupted run (--run-name, else the newest unfinished one of --mode) "
                         "with its recorded config")
     p.add_argument("--export", action="store_true", default=None, help="export SavedModel and TFLite afterwards")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
