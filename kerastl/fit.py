@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from kerastl.cli import EXIT_INTERRUPTED, OneLineParser, run_cli
-from kerastl.config import MODES, OPTIONS
+from kerastl.config import DEFAULTS, MODES, OPTIONS
 
 PROG = "kerastl.fit"
 EXIT_ACCURACY_DROP = 1  # --export: a file lost accuracy (as `kerastl.export` exits)
@@ -38,7 +38,7 @@ def build_parser() -> OneLineParser:
     p.add_argument("--img-size", type=int, help="backbone input size (default: native on a GPU, smaller on a CPU)")
     p.add_argument("--unfreeze", type=int, help="partial: blocks to train, counted from the top")
     p.add_argument("--precision", help="auto, float32, mixed_bfloat16 or mixed_float16")
-    p.add_argument("--output-dir", help="where run folders go (default: saved_models)")
+    p.add_argument("--output-dir", help=f"where run folders go (default: {DEFAULTS['output_dir']})")
     p.add_argument("--run-name", help="run folder name (default: <mode>-<dataset>-<time>)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run (--run-name, else the newest unfinished one of --mode) "

@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -201,9 +201,9 @@ class Run:
     folder: Path
     config: dict[str, Any]
     metrics: dict[str, Any]
-    history: list[dict[str, Any]]
-    _model: Any = field(default=None, repr=False)  # a keras.Model; loaded from model.keras on first use
-    export_report: dict[str, Any] | None = field(default=None, repr=False)
+    history: list[dict[str, Any]]  # one dict per epoch, keyed by history.csv's columns
+    _model: Any = None  # a keras.Model; loaded from model.keras on first use
+    export_report: dict[str, Any] | None = None
 
     @property
     def model(self):
@@ -217,9 +217,8 @@ class Run:
     def __fspath__(self) -> str:
         return str(self.folder)
 
-    @property
-    def test_accuracy(self) -> float:
-        return self.metrics["test_accuracy"]
+    def __repr__(self) -> str:
+        return f"Run({str(self.folder)!r}, test_accuracy={self.metrics.get('test_accuracy')})"
 
 
 def load_run(run_dir: str | Path) -> Run:

@@ -136,15 +136,14 @@ def fit_stage(
         verbose=1 if sys.stdout.isatty() else 2,
     )
     seconds = earlier_seconds + time.perf_counter() - start
-    if state.best_weights:  # keep the epoch that was best on validation
+    if state.best_weights:  # keep the epoch that was best on validation (else the last, state.weights)
         model.load_weights(stage_dir / state.best_weights)
         state.weights = state.best_weights
     state.finished = {
         "epochs": len(timer.seconds), "seconds": round(seconds, 3), "images": len(timer.seconds) * len(x_train),
         "epoch_seconds": [round(s, 3) for s in timer.seconds],
     }
-    # else the last epoch's weights (state.weights) are the model's
-    resume.write_state(stage_dir, state)
+    resume.write_state(stage_dir, state)  # the stage is done: a resume restores state.weights
     return StageResult(stage, **state.finished)
 
 

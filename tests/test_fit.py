@@ -5,6 +5,7 @@ import json
 import os
 
 import keras
+import numpy as np
 import pytest
 
 import kerastl
@@ -80,7 +81,7 @@ class WorseFromNowOn(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         for weight in self.model.weights:
-            weight.assign(keras.ops.zeros_like(weight))
+            weight.assign(np.zeros(weight.shape, weight.dtype))
 
 
 def _history(run_dir):
@@ -123,6 +124,36 @@ def test_resume_keeps_the_best_epoch_and_the_patience_count(tmp_path, mnist):
     run.model.compile(loss="sparse_categorical_crossentropy")
     val_loss = run.model.evaluate(splits.x_val.astype("float32"), splits.y_val, verbose=0, return_dict=True)["loss"]
     assert val_loss == pytest.approx(before[best_epoch]["val_loss"], rel=1e-4)
+
+
+class InterruptInSecondStage(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.fits = 0
+
+    def on_train_begin(self, logs=None):
+        self.fits += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.fits == 2:
+            raise KeyboardInterrupt
+
+
+def test_resume_in_the_second_stage_keeps_the_first(tmp_path, capsys):
+    argv = ["--mode", "finetune", "--img-size", "32", "--head-epochs", "2", "--epochs", "2", "--batch-size", "32",
+            "--output-dir", str(tmp_path), "--run-name", "ft", *QUICK]
+    options = {name: getattr(fit.parse_args(argv), name) for name in OPTIONS}
+    with pytest.raises(RunInterrupted):
+        run_with_options("finetune", None, options, callbacks=[InterruptInSecondStage()], log=lambda _: None)
+    head = json.loads((tmp_path / "ft" / "backup" / "head" / "state.json").read_text())
+    assert head["finished"]["epochs"] == 2
+    code, out, err = _fit(["--resume", "--run-name", "ft", "--output-dir", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert "stage head: already finished" in out and "stage finetune: 2 epoch(s)" in out and "continuing after epoch 1" in out
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == {"head": 2, "finetune": 2}
+    assert metrics["epoch_seconds"]["head"] == head["finished"]["epoch_seconds"]
+    assert len(_history(tmp_path / "ft")) == 4 and metrics["test_accuracy"] > 0.3
 
 
 def test_resume_refuses_other_flags_and_a_live_run(tmp_path, capsys):
