@@ -32,24 +32,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import keras  # noqa: E402
 
-from kerastl import fit, train  # noqa: E402
+import kerastl  # noqa: E402
 
 
 class TestAccuracyPerEpoch(keras.callbacks.Callback):
-    """Scores the test split after every epoch (reporting only)."""
+    """Scores the test split after every epoch (reporting only); `stages` names the fits in order."""
 
-    log: list = []
-
-    def __init__(self, x, y, stage):
+    def __init__(self, x, y, stages):
         super().__init__()
-        self.x, self.y, self.stage = x, y, stage
+        self.x, self.y, self.stages = x, y, stages
+        self.fits, self.log = 0, []
+
+    def on_train_begin(self, logs=None):
+        self.fits += 1
 
     def on_epoch_end(self, epoch, logs=None):
         if tuple(self.model.input_shape[1:]) != self.x.shape[1:]:
             return  # feature mode trains a head on cached features; its final test score is in metrics
         loss, acc = self.model.evaluate(self.x, self.y, batch_size=512, verbose=0)
-        TestAccuracyPerEpoch.log.append({"stage": self.stage, "epoch": epoch + 1, "test_accuracy": round(float(acc), 4)})
-        print(f"[gpu_check] {self.stage} epoch {epoch + 1}: test accuracy {acc:.4f}", flush=True)
+        stage = self.stages[self.fits - 1]
+        self.log.append({"stage": stage, "epoch": epoch + 1, "test_accuracy": round(float(acc), 4)})
+        print(f"[gpu_check] {stage} epoch {epoch + 1}: test accuracy {acc:.4f}", flush=True)
 
 
 def main() -> int:
@@ -57,34 +60,30 @@ def main() -> int:
     p.add_argument("--smoke", action="store_true", help="tiny CPU slice: checks the script, not the figures")
     p.add_argument("--output-dir", default="/tmp/kerastl-gpu-check")
     args = p.parse_args()
-    quick = ["--limit", "256", "--test-limit", "128", "--img-size", "32", "--batch-size", "64"] if args.smoke else []
-    head_epochs, epochs = ("1", "1") if args.smoke else ("1", "2")
-    feature_epochs = "3" if args.smoke else "5"
+    quick = dict(limit=256, test_limit=128, img_size=32, batch_size=64) if args.smoke else {}
+    head_epochs, epochs = (1, 1) if args.smoke else (1, 2)
+    feature_epochs = 3 if args.smoke else 5
 
     from kerastl.data import load_arrays
 
     arrays = load_arrays("mnist")
     n_test = 128 if args.smoke else len(arrays["y_test"])
     x_test, y_test = arrays["x_test"][:n_test], arrays["y_test"][:n_test]
-    original = train._callbacks
-
-    def callbacks_with_test_scoring(run_dir, stage, *rest):
-        return original(run_dir, stage, *rest) + [TestAccuracyPerEpoch(x_test, y_test, stage)]
-
-    train._callbacks = callbacks_with_test_scoring
     stamp = time.strftime("%H%M%S")
     report = {"backend": keras.backend.backend()}
-    for mode, extra in (
-        ("finetune", ["--head-epochs", head_epochs, "--epochs", epochs]),
-        ("feature", ["--epochs", feature_epochs]),
+    for mode, epochs_of, stages in (
+        ("finetune", dict(head_epochs=head_epochs, epochs=epochs), ["head", "finetune"]),
+        ("feature", dict(epochs=feature_epochs), ["head"]),
     ):
-        TestAccuracyPerEpoch.log = []
-        name = f"{mode}-{stamp}"
-        code = fit.main(["--mode", mode, "--output-dir", args.output_dir, "--run-name", name, *extra, *quick])
-        if code:
-            return code
-        metrics = json.loads((Path(args.output_dir) / name / "metrics.json").read_text())
-        metrics["test_accuracy_per_epoch"] = TestAccuracyPerEpoch.log
+        scoring = TestAccuracyPerEpoch(x_test, y_test, stages)
+        try:
+            run = kerastl.run(mode, output_dir=args.output_dir, run_name=f"{mode}-{stamp}", callbacks=[scoring],
+                              **epochs_of, **quick)
+        except kerastl.UserError as exc:
+            print(f"gpu_check: error: {exc}", file=sys.stderr)
+            return 2
+        metrics = dict(run.metrics)
+        metrics["test_accuracy_per_epoch"] = scoring.log
         if mode == "feature":
             head = metrics["epoch_seconds"]["head"]
             first = metrics["stage_seconds"]["feature_extraction"] + head[0]

@@ -1,3 +1,31 @@
-"""kerastl: transfer learning on small images with Keras 3."""
+"""kerastl: transfer learning on MNIST with Keras 3 (TensorFlow, JAX or PyTorch).
+
+From Python (a notebook):
+
+    import kerastl
+    run = kerastl.run(mode="finetune", epochs=2)     # the flags of `python -m kerastl.fit`
+    run.metrics["test_accuracy"], run.history, run.folder, run.model
+    kerastl.export_run(run, quantize=["int8"])       # `python -m kerastl.export`
+    kerastl.predict(run, ["digit.png"])              # `python -m kerastl.predict`
+
+Mistakes raise kerastl.UserError, with a message that says what to do.
+"""
 
 from kerastl import quiet  # noqa: F401  (first: it must run before anything imports TensorFlow)
+
+import importlib  # noqa: E402
+
+from kerastl.errors import UserError  # noqa: E402
+
+__all__ = ["Run", "UserError", "export_run", "load_run", "predict", "run"]
+
+_LAZY = {"run": "kerastl.api", "Run": "kerastl.runs", "load_run": "kerastl.runs", "export_run": "kerastl.export"}
+
+
+def __getattr__(name: str):
+    """Import on first use: the commands (`python -m kerastl.fit --help`) must not wait for Keras."""
+    if name == "predict":
+        return importlib.import_module("kerastl.predict")  # a module you can call: kerastl.predict(model, images)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'kerastl' has no attribute {name!r}")

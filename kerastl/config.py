@@ -129,3 +129,30 @@ def resolve(mode: str, config_path: str | Path | None, overrides: dict[str, Any]
     if config["finetune_lr"] is None:
         config["finetune_lr"] = config["lr"] / 10
     return config
+
+
+# The keys a command-line flag or a keyword of `kerastl.run` may set (same names, same checks).
+OPTIONS = (
+    "dataset", "data_dir", "epochs", "head_epochs", "batch_size", "lr", "finetune_lr", "lr_schedule", "limit",
+    "test_limit", "seed", "backbone", "weights", "img_size", "unfreeze", "precision", "output_dir", "run_name",
+    "export",
+)
+
+
+def resolve_run_config(
+    mode: str, config_path: str | Path | None, options: dict[str, Any], accelerator: bool, origin: str = "command line"
+) -> dict[str, Any]:
+    """`resolve`, then what depends on the backbone: a known name, and its native input size
+    where `img_size` is null. `options` are flag or keyword values (None: not given)."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise UserError(f"{origin}: unknown option {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
+    check({k: v for k, v in options.items() if v is not None}, origin)
+    config = resolve(mode, config_path, options, accelerator)
+    if config["mode"] in TRANSFER_MODES:
+        from kerastl.backbones import BACKBONES
+
+        if config["backbone"] not in BACKBONES:
+            raise UserError(f"unknown backbone {config['backbone']!r}; choose one of {', '.join(BACKBONES)}")
+        config["img_size"] = config["img_size"] or BACKBONES[config["backbone"]].input_size
+    return config

@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from kerastl.data.datasets import IMAGE_SHAPE
+
 MAX_PIXELS = 50_000_000  # a larger image is refused as a likely decompression bomb
 WORKING_SIZE = 512  # larger images are shrunk to this first: the digit ends up 20 pixels tall anyway
 DIGIT_BOX = 20
-FIELD = 28
+FIELD = IMAGE_SHAPE[0]
 INVERT_CHOICES = ("auto", "yes", "no")
 
 

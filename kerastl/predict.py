@@ -11,8 +11,8 @@ Exit status: 0 all images classified, 1 some images failed, 2 bad flags or an un
 from __future__ import annotations
 
 import json
-import os
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,11 +21,11 @@ import numpy as np
 
 from kerastl.cli import OneLineParser, run_cli
 from kerastl.digit_image import INVERT_CHOICES, ImageError, to_mnist
-from kerastl.errors import UserError, first_line
 
 PROG = "kerastl.predict"
 EXIT_SOME_FAILED = 1
-DIGITS = [str(d) for d in range(10)]
+
+Log = Callable[[str], None]
 
 
 # Load the model, whatever its format
@@ -38,82 +38,63 @@ class Classifier:
     kind: str
 
 
-def load_classifier(model: str | Path) -> Classifier:
+def load_classifier(model: str | Path, warn: Log = print) -> Classifier:
     """A run folder, `.keras` file, SavedModel folder or `.tflite` file, ready to classify pixels."""
+    from kerastl.model_files import load_predict_function, model_kind
+
     path = Path(model).expanduser()
-    if not path.exists():
-        raise UserError(f"no model at {path}; pass a run folder, a .keras file, a SavedModel folder or a .tflite file")
-    if path.is_dir() and (path / "model.keras").is_file():
-        return Classifier(_keras_predict(path / "model.keras"), find_labels(path), "keras")
-    if path.is_dir() and (path / "saved_model.pb").is_file():
-        return Classifier(_saved_model_predict(path), find_labels(path), "saved_model")
-    if path.is_file() and path.suffix == ".keras":
-        return Classifier(_keras_predict(path), find_labels(path), "keras")
-    if path.is_file() and path.suffix == ".tflite":
-        from kerastl.litert import LiteRTModel
-
-        return Classifier(LiteRTModel(path).predict, find_labels(path), "tflite")
-    raise UserError(f"{path} is not a run folder, .keras file, SavedModel folder or .tflite file")
+    model_kind(path)
+    labels = find_labels(path, warn)  # before the model: a damaged run folder fails before a framework loads
+    predict_fn, kind = load_predict_function(path)
+    return Classifier(predict_fn, labels, kind)
 
 
-def _keras_predict(path: Path):
-    import keras
-
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as exc:
-        raise UserError(f"cannot load {path} ({first_line(exc)})") from None
-    return lambda pixels: np.asarray(model.predict(pixels.astype("float32"), verbose=0))
-
-
-def _saved_model_predict(path: Path):
-    import tensorflow as tf
-
-    try:
-        loaded = tf.saved_model.load(str(path))
-    except Exception as exc:
-        raise UserError(f"cannot load the SavedModel {path} ({type(exc).__name__})") from None
-    signatures = loaded.signatures
-    uint8 = "serve_uint8" in signatures
-    serve = signatures["serve_uint8" if uint8 else "serving_default"]
-    (input_name,) = serve.structured_input_signature[1].keys()
-
-    def predict(pixels: np.ndarray) -> np.ndarray:
-        outputs = serve(**{input_name: tf.constant(pixels if uint8 else pixels.astype("float32"))})
-        return (outputs["probabilities"] if "probabilities" in outputs else next(iter(outputs.values()))).numpy()
-
-    return predict
-
-
-def find_labels(model: Path) -> list[str]:
+def find_labels(model: Path, warn: Log = print) -> list[str]:
     """Class names: a labels.txt beside the model (or in a run's export/), else the dataset named in
-    the run's config.yaml, else the digits 0-9."""
+    the run's config.yaml, else the digits 0-9 (with a warning)."""
+    from kerastl import runs
+    from kerastl.data import CLASS_NAMES
+    from kerastl.errors import UserError
+
     folder = model if model.is_dir() else model.parent
-    for candidate in (folder / "labels.txt", folder / "export" / "labels.txt", folder.parent / "labels.txt"):
+    for candidate in (folder / runs.LABELS, folder / runs.EXPORT_DIR / runs.LABELS, folder.parent / runs.LABELS):
         if candidate.is_file():
             return [line.strip() for line in candidate.read_text().splitlines() if line.strip()]
-    for config in (folder / "config.yaml", folder.parent / "config.yaml"):
-        if config.is_file():
-            import yaml
-
-            from kerastl.data import CLASS_NAMES
-
-            dataset = (yaml.safe_load(config.read_text()) or {}).get("dataset", "mnist")
-            return CLASS_NAMES.get(dataset, DIGITS)
-    return DIGITS
+    for run_dir in (folder, folder.parent):
+        if (run_dir / runs.CONFIG).is_file():
+            dataset = runs.read_config(run_dir)["dataset"]
+            if dataset not in CLASS_NAMES:
+                raise UserError(f"{run_dir / runs.CONFIG}: unknown dataset {dataset!r}")
+            return CLASS_NAMES[dataset]
+    warn(f"no {runs.LABELS} or {runs.CONFIG} beside {model}: labelling the classes as the digits 0-9")
+    return CLASS_NAMES["mnist"]
 
 
 # Classify
 
 
-def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[dict]:
+def top_classes(probabilities: np.ndarray, labels: list[str], k: int) -> list[dict]:
     order = np.argsort(-probabilities)[:k]
     return [{"label": labels[i] if i < len(labels) else str(i), "probability": float(probabilities[i])} for i in order]
 
 
-def classify(model: str | Path, images: list[str | Path], top: int = 3, invert: str = "auto") -> list[dict]:
-    """One result per image: {"file", "predictions": [{"label", "probability"}, ...]} or {"file", "error"}."""
-    classifier = load_classifier(model)
+def predict(model, images: list[str | Path], top_k: int = 3, invert: str = "auto", warn: Log = print) -> list[dict]:
+    """Classify image files (PNG, JPEG, ...; any size, colour or grey) with a model: a run folder
+    (or a kerastl Run), a `.keras` file, a SavedModel folder or a `.tflite` file.
+
+    One result per image: {"file", "predictions": [{"label", "probability"}, ... top_k]}, or
+    {"file", "error"} for a file that cannot be read. Raises kerastl.UserError for a bad model or
+    argument. Also callable as `kerastl.predict(...)`.
+    """
+    from kerastl.errors import UserError
+
+    if not 1 <= top_k <= 10:
+        raise UserError(f"top_k must be between 1 and 10, got {top_k}")
+    if invert not in INVERT_CHOICES:
+        raise UserError(f"invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
+    if isinstance(images, (str, Path)):
+        images = [images]
+    classifier = load_classifier(model, warn)
     results, pixels, ok = [], [], []
     for image in images:
         try:
@@ -125,7 +106,7 @@ def classify(model: str | Path, images: list[str | Path], top: int = 3, invert: 
     if pixels:
         probabilities = classifier.predict(np.stack(pixels))
         for index, row in zip(ok, probabilities):
-            results[index]["predictions"] = top_k(row, classifier.labels, top)
+            results[index]["predictions"] = top_classes(row, classifier.labels, top_k)
     return results
 
 
@@ -158,8 +139,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    results = classify(args.model, args.images, args.top_k, args.invert)
+    results = predict(args.model, args.images, args.top_k, args.invert,
+                      warn=lambda message: print(f"{PROG}: warning: {message}", file=sys.stderr))
     if args.json:
         print(json.dumps({"model": args.model, "results": results}, indent=2))
     else:
@@ -171,6 +152,16 @@ def main(argv=None) -> int:
 def cli() -> int:
     return run_cli(PROG, main)
 
+
+class _CallableModule(types.ModuleType):
+    """Importing `kerastl.predict` makes the package attribute this module (Python sets it), so
+    the module itself is what `kerastl.predict(model, images)` calls."""
+
+    def __call__(self, *args, **kwargs) -> list[dict]:
+        return predict(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     sys.exit(cli())

@@ -13,12 +13,12 @@ from typing import Sequence
 import keras
 from keras import layers
 
-MNIST_SHAPE = (28, 28, 1)
+from kerastl.data.datasets import IMAGE_SHAPE
 
 
 def pixel_adapter(
     x,
-    size: int = 28,
+    size: int = IMAGE_SHAPE[0],
     rgb: bool = False,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
@@ -40,4 +40,4 @@ def pixel_adapter(
 
 def pixels_input() -> keras.KerasTensor:
     """The model input: raw pixel values 0..255 (any numeric dtype is cast to float32)."""
-    return keras.Input(MNIST_SHAPE, dtype="float32", name="pixels")
+    return keras.Input(IMAGE_SHAPE, dtype="float32", name="pixels")

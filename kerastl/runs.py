@@ -1,52 +1,88 @@
-"""Run folders: `saved_models/<run-name>/` with model.keras, history.csv, metrics.json, config.yaml.
+"""Run folders: `saved_models/<run-name>/`, every file name of a run, and the `Run` object.
 
-A run folder is complete once `metrics.json` exists; it is written last. Every file is written to
-a temporary name and renamed into place, so an interrupted run never leaves a half-written file.
+A finished run folder holds only what a user needs:
+
+    model.keras          the trained model; takes raw 28x28x1 pixels, returns class probabilities
+    config.yaml          the resolved config (written first, so an interrupted run can be resumed)
+    history.csv          one row per epoch
+    metrics.json         test accuracy, timings, ...; written last, it marks the run finished
+    backbone.weights.h5  pretrain only: the backbone for `--weights` of a later transfer run
+    export/              after `kerastl.export`
+
+While a run trains it also holds `backup/` (what `--resume` needs, see kerastl.resume) and `.lock`
+(held by the training process, so a second one cannot resume or write a live run). Both are
+removed when the run finishes. Every file is written to a temporary name and renamed into place.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import errno
+import fcntl
 import json
+import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, Iterator
 
 from kerastl.errors import UserError
 from kerastl.files import atomic_write_text
 
-METRICS = "metrics.json"
-CONFIG = "config.yaml"
 MODEL = "model.keras"
+CONFIG = "config.yaml"
 HISTORY = "history.csv"
+METRICS = "metrics.json"
+BACKBONE_WEIGHTS = "backbone.weights.h5"
+EXPORT_DIR = "export"
+LABELS = "labels.txt"  # in export/: one class name per line, in output order
 BACKUP = "backup"
+LOCK = ".lock"
 
 
 def is_complete(run_dir: Path) -> bool:
     return (run_dir / METRICS).is_file()
 
 
-def new_run_dir(output_dir: str, run_name: str | None, mode: str, dataset: str) -> Path:
+def default_name(mode: str, dataset: str) -> str:
+    return f"{mode}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# Create, find and lock a run folder
+
+
+def create_run_dir(output_dir: str | Path, run_name: str | None, mode: str, dataset: str) -> Path:
+    """Make a new, empty run folder. `mkdir` is atomic, so two processes never share one: a
+    default name that is taken (two runs started in the same second) gets a suffix -2, -3, ..."""
     root = Path(output_dir).expanduser()
-    name = run_name or f"{mode}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = root / name
-    if run_dir.exists():
-        hint = "" if is_complete(run_dir) else " (it is unfinished: add --resume to continue it)"
-        raise UserError(f"run folder {run_dir} already exists{hint}; choose another --run-name")
-    return run_dir
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder {root}: {exc.strerror or exc}") from None
+    name = run_name or default_name(mode, dataset)
+    for attempt in range(1, 1000):
+        run_dir = root / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            if run_name:
+                hint = "" if is_complete(run_dir) else " (it is unfinished: add --resume to continue it)"
+                raise UserError(f"run folder {run_dir} already exists{hint}; choose another --run-name") from None
+        except OSError as exc:
+            raise UserError(f"cannot write in the output folder {root}: {exc.strerror or exc}") from None
+    raise UserError(f"too many runs named {name} in {root}; choose a --run-name")
 
 
-def find_resumable(output_dir: str, run_name: str | None, mode: str) -> Path:
-    """The run to resume: `--run-name`, else the newest unfinished run of this mode."""
+def find_resumable(output_dir: str | Path, run_name: str | None, mode: str) -> Path:
+    """The run to resume: `run_name`, else the newest unfinished run of `mode`."""
     root = Path(output_dir).expanduser()
     if run_name:
         run_dir = root / run_name
         if not (run_dir / CONFIG).is_file():
             raise UserError(f"--resume: no run folder {run_dir}")
-        if is_complete(run_dir):
-            raise UserError(f"--resume: {run_dir} already finished")
         return run_dir
     candidates = [
         d for d in root.glob(f"{mode}-*") if (d / CONFIG).is_file() and not is_complete(d)
@@ -56,17 +92,140 @@ def find_resumable(output_dir: str, run_name: str | None, mode: str) -> Path:
     return max(candidates, key=lambda d: (d / CONFIG).stat().st_mtime)
 
 
+@contextlib.contextmanager
+def lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock: a second process (or a second call in this one) that tries to
+    resume, train or export into the folder meanwhile gets a UserError. The kernel releases the
+    lock when the process dies, even by SIGKILL; the lock file is removed when the block ends."""
+    path = run_dir / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot write in the run folder {run_dir}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            pid = f" (pid {owner})" if owner.isdigit() else ""
+            raise UserError(f"{run_dir} is in use by another kerastl process{pid}; wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+    finally:
+        os.close(fd)
+
+
+def remove_scaffolding(run_dir: Path) -> None:
+    """Delete what only a resume needs, once the run is finished."""
+    shutil.rmtree(run_dir / BACKUP, ignore_errors=True)
+
+
+def remove_run(run_dir: Path) -> None:
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# The files of a run
+
+
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    import yaml
+
     atomic_write_text(run_dir / CONFIG, yaml.safe_dump(config, sort_keys=True))
 
 
-def read_config(run_dir: Path) -> dict[str, Any]:
-    return yaml.safe_load((run_dir / CONFIG).read_text())
+def read_config(run_dir: Path, required: tuple[str, ...] = ("mode", "dataset")) -> dict[str, Any]:
+    """The run's config.yaml, checked like any config; a damaged file is a one-line UserError."""
+    from kerastl.config import read_yaml
+
+    path = run_dir / CONFIG
+    config = read_yaml(path)
+    missing = [key for key in required if key not in config]
+    if missing:
+        raise UserError(f"config {path} lacks {', '.join(missing)}; the run folder is damaged")
+    return config
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
     atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
-def remove_run(run_dir: Path) -> None:
-    shutil.rmtree(run_dir, ignore_errors=True)
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / METRICS
+    try:
+        metrics = json.loads(path.read_text())
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}); the run folder is damaged") from None
+    if not isinstance(metrics, dict):
+        raise UserError(f"{path} is not a JSON object; the run folder is damaged")
+    return metrics
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """history.csv as one dict per row, keyed by column name; numbers are int or float."""
+    path = run_dir / HISTORY
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(f)]
+
+
+def _number(text: str | None) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except (TypeError, ValueError):
+            pass
+    return text
+
+
+# A finished run, as the Python API returns it
+
+
+@dataclass
+class Run:
+    """A finished run: its folder, resolved config, metrics, per-epoch history and trained model.
+
+    `os.fspath(run)` is the folder, so a Run can be passed wherever a run folder is expected
+    (`kerastl.export_run(run)`, `kerastl.predict(run, images)`).
+    """
+
+    folder: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]  # one dict per epoch, keyed by history.csv's columns
+    _model: Any = None  # a keras.Model; loaded from model.keras on first use
+    export_report: dict[str, Any] | None = None
+
+    @property
+    def model(self):
+        """The trained keras.Model."""
+        if self._model is None:
+            from kerastl.model_files import load_keras_model
+
+            self._model = load_keras_model(self.folder / MODEL)
+        return self._model
+
+    def __fspath__(self) -> str:
+        return str(self.folder)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.folder)!r}, test_accuracy={self.metrics.get('test_accuracy')})"
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """A finished run folder as a Run (its model is loaded when first used)."""
+    folder = Path(run_dir).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"no run folder {folder}")
+    if not is_complete(folder):
+        raise UserError(f"{folder} is not a finished run (no {METRICS}); resume it first")
+    return Run(folder, read_config(folder), read_metrics(folder), read_history(folder))

@@ -8,21 +8,23 @@ Stages per mode:
 - partial: like finetune, but stage 2 unfreezes only the top `unfreeze` blocks.
 - pretrain: a backbone trains from scratch (batch norm in training mode) on another dataset; its
   weights are saved for `--weights` in a later transfer run.
+
+Every stage commits its state after each epoch (kerastl.resume), so `train` called again on the
+folder of an interrupted run continues it.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
 
-from kerastl import runs, runtime
+from kerastl import resume, runs, runtime
 from kerastl.backbones import BACKBONES, backbone_blocks
 from kerastl.data import fit_inputs, load_arrays, make_splits, validation_data
 from kerastl.data.splits import Splits
@@ -37,15 +39,13 @@ class EpochTimer(keras.callbacks.Callback):
 
     def __init__(self):
         super().__init__()
-        self.seconds: list[float] = []
-        self.epochs_done = 0  # counts epochs finished before a --resume too
+        self.seconds: list[float] = []  # restored on --resume by kerastl.resume.ResumePoint
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
-        self.epochs_done = epoch + 1
 
 
 @dataclass
@@ -57,20 +57,18 @@ class StageResult:
     epoch_seconds: list[float] = field(default_factory=list)
 
 
-def _callbacks(run_dir: Path, stage: str, has_val: bool, patience: int, timer: EpochTimer, scheduled: bool) -> list:
+def standard_callbacks(stage_dir: Path, run_dir: Path, has_val: bool, patience: int, scheduled: bool) -> list:
+    """Early stopping and the best epoch's weights on validation loss, the history, NaN guard;
+    ReduceLROnPlateau only without a learning-rate schedule (the schedule decides the rate)."""
     monitor = "val_loss" if has_val else "loss"
-    reduce_lr = [] if scheduled else [  # a learning-rate schedule already decides the rate
+    reduce_lr = [] if scheduled else [
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=max(1, patience // 2), min_lr=1e-6)
     ]
     return reduce_lr + [
-        keras.callbacks.BackupAndRestore(str(run_dir / runs.BACKUP / stage)),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / f"best-{stage}.weights.h5"), monitor=monitor, save_best_only=True, save_weights_only=True
-        ),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience),  # best weights: from the checkpoint
+        resume.best_checkpoint(stage_dir, monitor),
         keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY), append=True),
-        timer,
     ]
 
 
@@ -101,41 +99,52 @@ def _compile(model: keras.Model, lr, config: dict, has_accelerator: bool) -> Non
 
 def fit_stage(
     model: keras.Model, stage: str, epochs: int, lr: float, splits: Splits, config: dict, run_dir: Path,
-    has_accelerator: bool, log: Log, x_train=None, x_val=None,
+    has_accelerator: bool, log: Log, x_train=None, x_val=None, callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> StageResult:
-    """Compile and fit one stage with the standard callbacks. A stage that already finished in an
-    interrupted run (its weights file exists) is skipped on --resume."""
-    done = run_dir / f"stage-{stage}.weights.h5"
-    if done.is_file():
-        model.load_weights(done)
-        log(f"stage {stage}: already finished, weights restored from {done.name}")
-        return StageResult(stage, 0, 0.0, 0)
+    """Compile and fit one stage with the standard callbacks, then `callbacks`; the model ends with
+    the weights of the stage's best epoch on validation. An interrupted stage continues from its
+    last finished epoch; a finished one is only restored (see kerastl.resume)."""
+    stage_dir = run_dir / runs.BACKUP / stage
+    state = resume.read_state(stage_dir)
+    if state.finished:
+        model.load_weights(stage_dir / state.weights)
+        log(f"stage {stage}: already finished, weights restored")
+        return StageResult(stage, **state.finished)
     x_train = splits.x_train if x_train is None else x_train
-    steps = epochs * -(-len(x_train) // config["batch_size"])
-    _compile(model, learning_rate(lr, config["lr_schedule"], steps), config, has_accelerator)
     x_val = splits.x_val if x_val is None else x_val
     has_val = len(splits.y_val) > 0
+    steps = epochs * -(-len(x_train) // config["batch_size"])
+    _compile(model, learning_rate(lr, config["lr_schedule"], steps), config, has_accelerator)
     train = fit_inputs(x_train, splits.y_train, config["batch_size"], shuffle=True, seed=config["seed"])
+    standard = standard_callbacks(stage_dir, run_dir, has_val, config["patience"], config["lr_schedule"] != "constant")
     timer = EpochTimer()
+    resume_point = resume.ResumePoint(
+        stage_dir, state, [c for c in standard if isinstance(c, tuple(resume.MEMORY))], timer
+    )
     schedule = "" if config["lr_schedule"] == "constant" else f" ({config['lr_schedule']} schedule)"
-    log(f"stage {stage}: {epochs} epoch(s) at lr {lr:g}{schedule}, {_trainable_params(model):,} trainable parameters")
+    again = f", continuing after epoch {state.epochs_done}" if state.epochs_done else ""
+    log(f"stage {stage}: {epochs} epoch(s) at lr {lr:g}{schedule}, {_trainable_params(model):,} trainable parameters{again}")
+    earlier_seconds = sum(state.epoch_seconds)  # epochs finished before an interruption
     start = time.perf_counter()
     model.fit(
         **train,
         shuffle=isinstance(train["x"], np.ndarray),  # a tf.data pipeline shuffles itself
         validation_data=validation_data(x_val, splits.y_val, config["batch_size"]) if has_val else None,
         epochs=epochs,
-        callbacks=_callbacks(run_dir, stage, has_val, config["patience"], timer, config["lr_schedule"] != "constant"),
+        initial_epoch=state.epochs_done,
+        callbacks=[*standard, timer, resume_point, *callbacks],  # the resume point commits what came before it
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    seconds = time.perf_counter() - start
-    best = run_dir / f"best-{stage}.weights.h5"
-    if best.is_file():  # keep the epoch that was best on validation
-        model.load_weights(best)
-        os.replace(best, done)
-    else:
-        model.save_weights(done)
-    return StageResult(stage, timer.epochs_done, seconds, len(timer.seconds) * len(x_train), timer.seconds)
+    seconds = earlier_seconds + time.perf_counter() - start
+    if state.best_weights:  # keep the epoch that was best on validation (else the last, state.weights)
+        model.load_weights(stage_dir / state.best_weights)
+        state.weights = state.best_weights
+    state.finished = {
+        "epochs": len(timer.seconds), "seconds": round(seconds, 3), "images": len(timer.seconds) * len(x_train),
+        "epoch_seconds": [round(s, 3) for s in timer.seconds],
+    }
+    resume.write_state(stage_dir, state)  # the stage is done: a resume restores state.weights
+    return StageResult(stage, **state.finished)
 
 
 def _trainable_params(model: keras.Model) -> int:
@@ -158,7 +167,7 @@ def unfreeze(backbone_name: str, backbone: keras.Model, top_blocks: int | None =
     return names
 
 
-def _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerator, log) -> list[StageResult]:
+def _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerator, log, callbacks) -> list[StageResult]:
     """Compute the frozen backbone's features once, then train the head on them."""
     head_input = "head_dropout" if "head_dropout" in [layer.name for layer in model.layers] else "classifier"
     extractor = keras.Model(model.input, model.get_layer(head_input).input)  # the backbone's features
@@ -179,6 +188,7 @@ def _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerato
     result = fit_stage(
         head, "head", config["epochs"], config["lr"], splits, config, run_dir, has_accelerator, log,
         x_train=features["train"], x_val=features.get("val", np.zeros((0, features["train"].shape[-1]), "float32")),
+        callbacks=callbacks,
     )
     return [StageResult("feature_extraction", 0, extraction, len(splits.y_train) + len(splits.y_val)), result]
 
@@ -193,16 +203,19 @@ def build_model(config: dict, log: Log) -> tuple[keras.Model, keras.Model | None
     )
 
 
-def train_stages(model, backbone, splits, config, run_dir, has_accelerator, log) -> list[StageResult]:
+def train_stages(model, backbone, splits, config, run_dir, has_accelerator, log, callbacks=()) -> list[StageResult]:
     mode = config["mode"]
-    stage = lambda name, epochs, lr: fit_stage(model, name, epochs, lr, splits, config, run_dir, has_accelerator, log)  # noqa: E731
+
+    def stage(name: str, epochs: int, lr: float) -> StageResult:
+        return fit_stage(model, name, epochs, lr, splits, config, run_dir, has_accelerator, log, callbacks=callbacks)
+
     if mode in BUILDERS:
         return [stage("train", config["epochs"], config["lr"])]
     if mode == "pretrain":
         backbone.trainable = True
         return [stage("pretrain", config["epochs"], config["lr"])]
     if mode == "feature":
-        return _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerator, log)
+        return _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerator, log, callbacks)
     results = [stage("head", config["head_epochs"], config["lr"])]
     if mode == "finetune":
         unfreeze(config["backbone"], backbone)
@@ -214,9 +227,18 @@ def train_stages(model, backbone, splits, config, run_dir, has_accelerator, log)
     return results
 
 
-def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log = print) -> dict[str, Any]:
-    """Run one configured training job into `run_dir` (which holds config.yaml); returns the metrics."""
+def train(
+    config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log = print,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> runs.Run:
+    """Run one configured job and write its run folder (see kerastl.runs); returns the finished Run.
+
+    `run_dir` exists and the caller holds its lock (`runs.lock`). If it holds the state of an
+    interrupted run, finished stages and epochs are kept and training continues after them.
+    `callbacks` are added to every stage's `fit`.
+    """
     wall_start = time.perf_counter()
+    runs.write_config(run_dir, config)  # first: an interrupted run is resumed with it
     keras.utils.set_random_seed(config["seed"])
     policy = runtime.apply_precision(config["precision"], has_accelerator)
 
@@ -228,9 +250,8 @@ def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log
     # Build the model
     model, backbone = build_model(config, log)
 
-    # Train
-    stages = train_stages(model, backbone, splits, config, run_dir, has_accelerator, log)
-    train_seconds = sum(s.seconds for s in stages)
+    # Train, stage by stage
+    stages = train_stages(model, backbone, splits, config, run_dir, has_accelerator, log, callbacks)
 
     # Evaluate on the whole test split
     _compile(model, config["lr"], config, has_accelerator)
@@ -238,13 +259,22 @@ def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log
     test_loss, test_accuracy = model.evaluate(**test, verbose=0)
     log(f"test: accuracy {test_accuracy:.4f}, loss {test_loss:.4f} on {len(splits.y_test)} images")
 
-    # Write the run
+    # Write the run: the model, then the metrics (which mark it finished); drop the resume state
     with atomic_path(run_dir / runs.MODEL, suffix=".keras") as tmp:
         model.save(tmp)
     if config["mode"] == "pretrain":
-        with atomic_path(run_dir / "backbone.weights.h5", suffix=".weights.h5") as tmp:
+        with atomic_path(run_dir / runs.BACKBONE_WEIGHTS, suffix=".weights.h5") as tmp:
             backbone.save_weights(tmp)
-        log(f"pretrain: backbone weights saved; transfer them with --weights {run_dir / 'backbone.weights.h5'}")
+        log(f"pretrain: backbone weights saved; transfer them with --weights {run_dir / runs.BACKBONE_WEIGHTS}")
+    metrics = _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy)
+    metrics["wall_seconds"] = round(time.perf_counter() - wall_start, 3)
+    runs.write_metrics(run_dir, metrics)
+    runs.remove_scaffolding(run_dir)
+    return runs.Run(run_dir, config, metrics, runs.read_history(run_dir), model)
+
+
+def _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy) -> dict[str, Any]:
+    train_seconds = sum(s.seconds for s in stages)
     trained_images = sum(s.images for s in stages if s.name != "feature_extraction")
     metrics = {
         "test_accuracy": float(test_accuracy),
@@ -256,7 +286,6 @@ def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log
         "epoch_seconds": {s.name: [round(t, 3) for t in s.epoch_seconds] for s in stages if s.epoch_seconds},
         "stage_seconds": {s.name: round(s.seconds, 3) for s in stages},
         "train_seconds": round(train_seconds, 3),
-        "wall_seconds": round(time.perf_counter() - wall_start, 3),
         "images_per_second": round(trained_images / train_seconds, 1) if train_seconds else None,
         "parameters": int(model.count_params()),
         "backend": runtime.backend(),

@@ -33,6 +33,18 @@ def run_module(*args: str, env: dict | None = None, timeout: int = 900) -> subpr
     )
 
 
+def write_run(run_dir: Path, model, dataset: str = "mnist", data_dir: Path | None = None) -> Path:
+    """A finished run folder as `kerastl.fit` writes it (model.keras, config.yaml, metrics.json),
+    for a model trained in the test."""
+    from kerastl import runs
+
+    run_dir.mkdir(parents=True)
+    model.save(run_dir / runs.MODEL)
+    runs.write_config(run_dir, {"mode": "mlp", "dataset": dataset, "data_dir": str(data_dir) if data_dir else None})
+    runs.write_metrics(run_dir, {"backend": backend(), "test_accuracy": None})
+    return run_dir
+
+
 def backend() -> str:
     import keras
 

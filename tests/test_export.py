@@ -8,42 +8,23 @@ JAX or PyTorch, in this process on TensorFlow.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-import yaml
 
 from kerastl import export
-from kerastl.data import load_arrays
 from kerastl.data.idx import IDX_FILES
-from kerastl.errors import UserError
+from kerastl.errors import ExportFailed, UserError
+from kerastl.export import convert
 from kerastl.litert import LiteRTModel
 from kerastl.models import build_cnn, build_mlp
+from tests.conftest import ROOT, backend, run_module, write_run
 
-BACKEND = keras.backend.backend()
+BACKEND = backend()
 TEST_LIMIT = 500
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return load_arrays("mnist", log=lambda _: None)
-
-
-def write_run(run_dir: Path, model: keras.Model, dataset: str = "mnist", data_dir: Path | None = None) -> Path:
-    """A run folder as `kerastl.fit` writes it: model.keras, config.yaml, metrics.json."""
-    run_dir.mkdir(parents=True)
-    model.save(run_dir / "model.keras")
-    config = {"mode": "mlp", "dataset": dataset, "data_dir": str(data_dir) if data_dir else None}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
-    (run_dir / "metrics.json").write_text(json.dumps({"backend": BACKEND, "test_accuracy": None}))
-    return run_dir
 
 
 def train_mlp(mnist, images: int = 2000) -> keras.Model:
@@ -62,11 +43,8 @@ def exported(tmp_path_factory, mnist):
     return run_dir, report
 
 
-def run_export_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kerastl.export", *args], capture_output=True, text=True, cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+def run_export_cli(*args: str):
+    return run_module("kerastl.export", *args, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
 def leftovers(run_dir: Path) -> list[str]:
@@ -202,20 +180,20 @@ def test_force_replaces_the_export(tmp_path, exported):
 def test_failed_conversion_leaves_nothing_behind(tmp_path, exported, monkeypatch):
     run_dir = tmp_path / "run"
     shutil.copytree(exported[0], run_dir)
-    original = export.export_tflite
+    original = convert.export_tflite
 
     def fail_on_int8(model, path, variant, *args):
         if variant == "int8":
             raise RuntimeError("converter exploded")
         return original(model, path, variant, *args)
 
-    monkeypatch.setattr(export, "export_tflite", fail_on_int8)
+    monkeypatch.setattr(convert, "export_tflite", fail_on_int8)
     before = sorted(p.name for p in (run_dir / "export").iterdir())
-    with pytest.raises(export.ExportFailed, match="LiteRT int8 conversion failed .*converter exploded"):
+    with pytest.raises(ExportFailed, match="LiteRT int8 conversion failed .*converter exploded"):
         export.export_run(run_dir, force=True, test_limit=10, latency_repeats=1, log=lambda _: None)
     assert sorted(p.name for p in (run_dir / "export").iterdir()) == before  # the old export is untouched
     shutil.rmtree(run_dir / "export")
-    with pytest.raises(export.ExportFailed):
+    with pytest.raises(ExportFailed):
         export.export_run(run_dir, test_limit=10, latency_repeats=1, log=lambda _: None)
     assert not (run_dir / "export").exists() and leftovers(run_dir) == []
 
@@ -227,6 +205,22 @@ def test_unloadable_model_is_one_line_and_leaves_nothing(tmp_path, exported):
     result = run_export_cli(str(run_dir))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"kerastl.export: error: cannot load {run_dir / 'model.keras'}")
+    assert not (run_dir / "export").exists() and leftovers(run_dir) == []
+
+
+def test_damaged_or_live_run_folder_is_one_line(tmp_path, exported):
+    from kerastl import runs
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported[0], run_dir, ignore=shutil.ignore_patterns("export"))
+    with runs.lock(run_dir):  # a fit process still writing it
+        result = run_export_cli(str(run_dir))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"{run_dir} is in use by another kerastl process" in result.stderr
+    (run_dir / "config.yaml").write_text("dataset: [mnist\n")
+    result = run_export_cli(str(run_dir))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"config {run_dir / 'config.yaml'} is not valid YAML" in result.stderr
     assert not (run_dir / "export").exists() and leftovers(run_dir) == []
 
 
@@ -274,13 +268,17 @@ def test_accuracy_drop_is_flagged_and_fails_the_command(tmp_path, mnist):
 
 
 def test_fit_chains_the_export(tmp_path):
-    """`kerastl.fit --export` trains under this backend, then exports in a TensorFlow process."""
-    result = subprocess.run(
-        [sys.executable, "-m", "kerastl.fit", "--mode", "mlp", "--epochs", "1", "--limit", "300", "--test-limit", "100",
-         "--output-dir", str(tmp_path), "--run-name", "chained", "--export"],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    assert result.returncode in (0, 1), result.stderr[-2000:]  # 1: a file lost accuracy (possible on 300 images)
+    """`kerastl.fit --export` trains under this backend, then exports (in a TensorFlow process
+    unless this backend is TensorFlow) and exits like `kerastl.export`: 1 if a file lost accuracy."""
+    result = run_module("kerastl.fit", "--mode", "mlp", "--epochs", "1", "--limit", "300", "--test-limit", "100",
+                        "--output-dir", str(tmp_path), "--run-name", "chained", "--export", env={"TF_CPP_MIN_LOG_LEVEL": "3"})
     report = json.loads((tmp_path / "chained" / "export" / "export_report.json").read_text())
+    dropped = [row["artifact"] for row in report["rows"] if row["flagged"]]
+    assert result.returncode == (1 if dropped else 0), result.stderr[-2000:]
+    assert ("pass --allow-drop" in result.stderr) == bool(dropped)
     assert report["trained_backend"] == BACKEND and report["test_images"] == 100  # fit forwards --test-limit
-    assert len(report["rows"]) == 6
+    assert [row["artifact"] for row in report["rows"]][1:] == [
+        "saved_model (uint8)", "tflite float32", "tflite float16", "tflite dynamic", "tflite int8 (int8)"]
+    assert "tflite int8 (int8)" in result.stdout  # the parity table
+    assert sorted(p.name for p in (tmp_path / "chained").iterdir() if p.suffix != ".png") == [
+        "config.yaml", "export", "history.csv", "metrics.json", "model.keras"]

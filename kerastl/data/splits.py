@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kerastl.errors import UserError
+
 
 @dataclass
 class Splits:
@@ -39,10 +41,17 @@ def make_splits(
         n_val = int(round(len(y) * validation_fraction))
         n_train = len(y) - n_val
     else:
-        n_val = max(10, int(round(limit * validation_fraction))) if validation_fraction > 0 else 0
+        def validation_size(n_train: int) -> int:
+            return max(10, int(round(n_train * validation_fraction))) if validation_fraction > 0 else 0
+
+        n_val = validation_size(limit)
         n_train = limit
         if n_val + n_train > len(y):
-            raise ValueError(f"limit {limit} plus {n_val} validation images exceeds the {len(y)} training images")
+            most = next(n for n in range(len(y), 0, -1) if n + validation_size(n) <= len(y))
+            raise UserError(
+                f"--limit {limit} plus {n_val} validation images exceeds the {len(y)} training images; "
+                f"use --limit {most} or less"
+            )
     val_idx, train_idx = order[:n_val], order[n_val : n_val + n_train]
     x_test, y_test = arrays["x_test"], arrays["y_test"]
     if test_limit is not None:

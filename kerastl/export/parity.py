@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from kerastl.errors import ExportFailed, first_line
+from kerastl.export.convert import SAVED_MODEL, tflite_name
 from kerastl.litert import median_latency_ms
 
 MAX_DROP_PP = 0.5
@@ -26,6 +28,40 @@ class Candidate:
     path: Path
     predict: Callable[[np.ndarray], np.ndarray]  # uint8 pixels [n, 28, 28, 1] -> probabilities [n, classes]
     predict_one: Callable[[np.ndarray], Any]  # uint8 pixels [1, 28, 28, 1] -> anything
+
+
+def candidates(model, model_path: Path, folder: Path, formats: Sequence[str], quantize: Sequence[str],
+               threads: int | None) -> tuple[Candidate, list[Candidate]]:
+    """The Keras model (the reference) and every exported file in `folder`, each as a Candidate."""
+    from kerastl.litert import LiteRTModel
+    from kerastl.model_files import keras_predict, saved_model_predict
+
+    reference = Candidate("keras", model_path, keras_predict(model), lambda x: model(x.astype("float32"), training=False))
+    artifacts = []
+    if "saved_model" in formats:
+        serve = saved_model_predict(folder / SAVED_MODEL)
+        artifacts.append(Candidate("saved_model (uint8)", folder / SAVED_MODEL, serve, serve))
+    if "tflite" in formats:
+        for variant in quantize:
+            lite = LiteRTModel(folder / tflite_name(variant), num_threads=threads)
+            name = f"tflite {variant}" + (f" ({lite.input_dtype.name})" if variant == "int8" else "")
+            artifacts.append(Candidate(name, lite.path, lite.predict, lite.predict))
+    return reference, artifacts
+
+
+def check_all(model, model_path: Path, folder: Path, formats: Sequence[str], quantize: Sequence[str], x_test, y_test,
+              max_drop_pp: float, latency_repeats: int, threads: int | None, log: Callable[[str], None] = print,
+              ) -> dict[str, Any]:
+    """Run every file in `folder` on the test images with the runtime a device uses; the parity report."""
+    from kerastl.litert import interpreter_class
+
+    try:
+        reference, artifacts = candidates(model, model_path, folder, formats, quantize, threads)
+        report = parity_report(reference, artifacts, x_test, y_test, max_drop_pp, latency_repeats, log)
+    except Exception as exc:
+        raise ExportFailed(f"running the exported files failed ({first_line(exc)})") from exc
+    report["interpreter"] = interpreter_class()[1] if "tflite" in formats else None
+    return report
 
 
 def size_bytes(path: Path) -> int:

@@ -1,0 +1,5 @@
+import sys
+
+from kerastl.export.cli import cli
+
+sys.exit(cli())

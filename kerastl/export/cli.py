@@ -1,0 +1,81 @@
+"""The command line of `python -m kerastl.export RUN_DIR` (and `kerastl-export`).
+
+Exit status: 0 ok, 1 a file lost more accuracy than allowed, 2 bad flag or run, 3 conversion failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from kerastl.cli import OneLineParser, run_cli
+from kerastl.errors import ExportFailed
+from kerastl.export.convert import FORMATS, INT8_IO, QUANTIZATIONS
+from kerastl.export.job import CALIBRATION_IMAGES, export_run
+
+PROG = "kerastl.export"
+EXIT_ACCURACY_DROP = 1
+EXIT_EXPORT_FAILED = 3
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_args(argv=None):
+    p = OneLineParser(prog=PROG, description="Export a run as SavedModel and LiteRT files and check them on the test set.")
+    p.add_argument("run_dir", help="a run folder written by `python -m kerastl.fit`")
+    p.add_argument("--formats", type=_csv, default=list(FORMATS), help="comma-separated: saved_model,tflite (default: both)")
+    p.add_argument("--quantize", type=_csv, default=list(QUANTIZATIONS),
+                   help="LiteRT variants, comma-separated: float32,float16,dynamic,int8 (default: all)")
+    p.add_argument("--int8-io", default="int8", choices=INT8_IO, help="input/output type of the int8 model (default: int8)")
+    p.add_argument("--force", action="store_true", help="replace an existing RUN_DIR/export")
+    p.add_argument("--test-limit", type=int, help="check on the first N test images only (quick checks)")
+    p.add_argument("--allow-drop", action="store_true", help="exit 0 even if a file loses accuracy")
+    p.add_argument("--max-drop", type=float, default=None, help="accuracy drop in pp that is flagged (default: 0.5)")
+    p.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES,
+                   help=f"train images that calibrate the int8 model (default: {CALIBRATION_IMAGES})")
+    p.add_argument("--latency-repeats", type=int, default=200, help="single-image calls timed per file (default: 200)")
+    p.add_argument("--threads", type=int, default=1, help="LiteRT interpreter threads (default: 1)")
+    args = p.parse_args(argv)
+    for name in ("test_limit", "calibration_images", "latency_repeats", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def report_outcome(prog: str, report: dict, run_dir: Path, allow_drop: bool) -> int:
+    """Print the parity table, and a line on stderr if a file lost accuracy; the exit status."""
+    from kerastl import runs
+    from kerastl.export import parity
+
+    print(parity.format_table(report))
+    target = Path(run_dir) / runs.EXPORT_DIR
+    drops = parity.flagged(report)
+    if drops and not allow_drop:
+        names = ", ".join(f"{r['artifact']} ({r['delta_pp']:+.2f} pp)" for r in drops)
+        print(f"{prog}: accuracy dropped more than {report['max_drop_pp']} pp: {names}. The export is in {target} "
+              "for inspection; pass --allow-drop to accept it.", file=sys.stderr)
+        return EXIT_ACCURACY_DROP
+    print(f"{prog}: exported to {target}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ["KERAS_BACKEND"] = "tensorflow"  # before Keras is imported: only TensorFlow exports both formats
+    try:
+        report = export_run(
+            args.run_dir, args.formats, args.quantize, args.force, args.int8_io, args.test_limit,
+            args.calibration_images, args.latency_repeats, args.max_drop, args.threads,
+        )
+    except ExportFailed as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_EXPORT_FAILED
+    return report_outcome(PROG, report, args.run_dir, args.allow_drop)
+
+
+def cli() -> int:
+    return run_cli(PROG, main)

@@ -1,0 +1,131 @@
+"""`export_run`: a run's model as SavedModel and LiteRT files, proven on the test set.
+
+Read the run, convert every format into a staging folder, run every file on the test set, and only
+then rename the folder onto RUN_DIR/export/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from kerastl import runs
+from kerastl.errors import ExportFailed, UserError
+from kerastl.export import tensorflow_process
+from kerastl.export.convert import FORMATS, INT8_IO, QUANTIZATIONS, convert_all
+from kerastl.export.folder import move_into_place, staging_folder
+from kerastl.export.parity import MAX_DROP_PP, check_all
+
+REPORT = "export_report.json"
+CALIBRATION_IMAGES = 500
+
+Log = Callable[[str], None]
+
+
+def export_run(
+    run_dir: str | Path,
+    formats: Sequence[str] = FORMATS,
+    quantize: Sequence[str] = QUANTIZATIONS,
+    force: bool = False,
+    int8_io: str = "int8",
+    test_limit: int | None = None,
+    calibration_images: int = CALIBRATION_IMAGES,
+    latency_repeats: int = 200,
+    max_drop_pp: float | None = None,
+    threads: int | None = 1,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Export a run folder (or a kerastl Run) to RUN_DIR/export/; returns the parity report (also
+    in export_report.json). Rows more than `max_drop_pp` below Keras are `flagged`.
+
+    Runs in this process when Keras uses (or can still be given) the TensorFlow backend, else in a
+    fresh TensorFlow-backend process; the result is the same. Raises UserError for a bad argument
+    or run folder, ExportFailed (kerastl.errors) if a conversion or a converted file fails.
+    """
+    run_dir = Path(run_dir).expanduser()
+    max_drop_pp = MAX_DROP_PP if max_drop_pp is None else max_drop_pp
+    _check_choices(formats, quantize, int8_io)
+    arguments = dict(
+        formats=list(formats), quantize=list(quantize), force=force, int8_io=int8_io, test_limit=test_limit,
+        calibration_images=calibration_images, latency_repeats=latency_repeats, max_drop_pp=max_drop_pp, threads=threads,
+    )
+    if not tensorflow_process.can_use_tensorflow_backend():
+        return tensorflow_process.export_run(run_dir, arguments, log)
+    with runs.lock(_checked_run_folder(run_dir)):
+        return _export(run_dir, log=log, **arguments)
+
+
+def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibration_images, latency_repeats,
+            max_drop_pp, threads, log: Log) -> dict[str, Any]:
+    from kerastl.data import CLASS_NAMES, load_arrays
+    from kerastl.model_files import load_keras_model
+
+    # Prepare: the run's model, its class names, the test and calibration images
+    config = runs.read_config(run_dir)
+    if config["dataset"] not in CLASS_NAMES:
+        raise UserError(f"{run_dir / runs.CONFIG}: unknown dataset {config['dataset']!r}")
+    target = run_dir / runs.EXPORT_DIR
+    if target.exists() and not force:
+        raise UserError(f"{target} already exists; pass --force to replace it")
+    model = load_keras_model(run_dir / runs.MODEL)
+    arrays = load_arrays(config["dataset"], data_dir=config.get("data_dir"), log=log)
+    x_test, y_test = arrays["x_test"][:test_limit], arrays["y_test"][:test_limit]
+    calibration = _calibration_images(arrays["x_train"], calibration_images)
+    labels = CLASS_NAMES[config["dataset"]]
+
+    # Convert, prove on the test set, then move into place
+    staging = staging_folder(run_dir, runs.EXPORT_DIR)
+    try:
+        convert_all(model, staging, formats, quantize, calibration, int8_io, log)
+        report = check_all(model, run_dir / runs.MODEL, staging, formats, quantize, x_test, y_test, max_drop_pp,
+                           latency_repeats, threads, log)
+        report.update(
+            run_dir=str(run_dir), dataset=config["dataset"], labels=labels,
+            trained_backend=_trained_backend(run_dir), export_backend=tensorflow_process.keras_backend(),
+            interpreter_threads=threads, int8_io=int8_io if "tflite" in formats and "int8" in quantize else None,
+            calibration_images=len(calibration) if "tflite" in formats else None,
+        )
+        (staging / runs.LABELS).write_text("\n".join(labels) + "\n")
+        (staging / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+        move_into_place(staging, target)
+    except ExportFailed as exc:
+        kept = "the existing export is unchanged" if target.exists() else "nothing was written"
+        raise ExportFailed(f"{exc}; {kept}") from exc.__cause__
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def _checked_run_folder(run_dir: Path) -> Path:
+    if not run_dir.is_dir():
+        raise UserError(f"no run folder {run_dir}; pass a folder written by `python -m kerastl.fit`")
+    for name in (runs.MODEL, runs.CONFIG):
+        if not (run_dir / name).is_file():
+            raise UserError(f"{run_dir} has no {name}; is it a finished run of `python -m kerastl.fit`?")
+    return run_dir
+
+
+def _check_choices(formats: Sequence[str], quantize: Sequence[str], int8_io: str) -> None:
+    for values, allowed, flag in ((formats, FORMATS, "--formats"), (quantize, QUANTIZATIONS, "--quantize")):
+        unknown = [v for v in values if v not in allowed]
+        if unknown or not values:
+            raise UserError(f"{flag}: unknown or empty value {','.join(unknown)!r}; choose from {','.join(allowed)}")
+    if int8_io not in INT8_IO:
+        raise UserError(f"--int8-io must be int8 or uint8, got {int8_io!r}")
+
+
+def _calibration_images(x_train, count: int, seed: int = 0):
+    """A seeded random sample of the train split, for full-integer calibration."""
+    import numpy as np
+
+    index = np.random.default_rng(seed).choice(len(x_train), size=min(count, len(x_train)), replace=False)
+    return x_train[index]
+
+
+def _trained_backend(run_dir: Path) -> str | None:
+    try:
+        return runs.read_metrics(run_dir).get("backend")
+    except UserError:
+        return None

@@ -1,0 +1,79 @@
+"""Export from a process whose Keras runs on JAX or PyTorch: only the TensorFlow backend writes
+both formats, and a process cannot switch backends, so `export_run` runs in a fresh one.
+
+The arguments go to the child as JSON on stdin; its log lines come back through `log`; the report,
+or the error to raise, comes back as JSON in a result file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from kerastl.errors import ExportFailed, UserError, first_line
+
+ERRORS = {"UserError": UserError, "ExportFailed": ExportFailed}
+
+
+def keras_backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def can_use_tensorflow_backend() -> bool:
+    """True if Keras runs (or, not imported yet, will run) on TensorFlow in this process."""
+    if "keras" in sys.modules:
+        return keras_backend() == "tensorflow"
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return False
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    return True
+
+
+def export_run(run_dir: Path, arguments: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """`kerastl.export.export_run(run_dir, **arguments)` in a TensorFlow-backend child process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result_path = Path(tmp) / "result.json"
+        request = json.dumps({"run_dir": str(run_dir), "arguments": arguments, "result": str(result_path)})
+        package_root = str(Path(__file__).resolve().parents[2])  # the child imports this same kerastl
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        child = subprocess.Popen(
+            [sys.executable, "-c", f"from {__name__} import child_main; child_main()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        child.stdin.write(request)
+        child.stdin.close()
+        output = []
+        for line in child.stdout:
+            output.append(line.rstrip("\n"))
+            log(output[-1])
+        code = child.wait()
+        if not result_path.is_file():
+            tail = "\n".join(output[-20:])
+            raise RuntimeError(f"the export process failed (exit {code}) without a result:\n{tail}")
+        result = json.loads(result_path.read_text())
+    if "error" in result:
+        raise ERRORS.get(result["error"], RuntimeError)(result["message"])
+    return result["report"]
+
+
+def child_main() -> None:
+    """Read the request on stdin, export, write the report or the error to the result file."""
+    import kerastl.cli  # noqa: F401  (quiets TensorFlow's start-up logs before it is imported)
+    from kerastl.export.job import export_run as export
+
+    request = json.loads(sys.stdin.read())
+    try:
+        result = {"report": export(request["run_dir"], log=lambda line: print(line, flush=True), **request["arguments"])}
+    except (UserError, ExportFailed) as exc:
+        result = {"error": type(exc).__name__ if type(exc).__name__ in ERRORS else "UserError", "message": str(exc)}
+    except Exception as exc:
+        result = {"error": type(exc).__name__, "message": first_line(exc)}
+    Path(request["result"]).write_text(json.dumps(result))

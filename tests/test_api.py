@@ -1,0 +1,65 @@
+"""The Python API: kerastl.run / load_run / export_run / predict, as a notebook uses them."""
+
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+
+import kerastl
+from kerastl import fit, runs
+from kerastl.api import run
+from tests.conftest import ROOT
+
+QUIET = lambda _: None  # noqa: E731
+TINY = dict(epochs=1, limit=300, test_limit=100, seed=0)
+
+
+def test_two_runs_in_one_interpreter_return_what_their_folders_hold(tmp_path):
+    lines = []
+    mlp = kerastl.run("mlp", output_dir=str(tmp_path), run_name="mlp", log=lines.append, **TINY)
+    feature = kerastl.run("feature", img_size=32, lr=0.01, output_dir=str(tmp_path), run_name="feature", log=QUIET, **TINY)
+    for result, mode, stage in ((mlp, "mlp", "train"), (feature, "feature", "head")):
+        assert result.folder == tmp_path / mode
+        assert result.metrics == json.loads((tmp_path / mode / "metrics.json").read_text())
+        assert result.metrics["mode"] == mode and result.metrics["epochs_run"] == {stage: 1}
+        assert result.config == runs.read_config(result.folder) and result.config["limit"] == 300
+        assert result.history == runs.read_history(result.folder) and len(result.history) == 1
+        assert result.history[0]["val_loss"] > 0
+        assert isinstance(result.model, keras.Model) and result.model.output_shape == (None, 10)
+    assert mlp.metrics["test_accuracy"] > 0.5 and feature.metrics["backbone"] == "efficientnet_lite0"
+    assert lines[-1].startswith("mlp test accuracy") and lines[-1].endswith(f"run saved to {tmp_path / 'mlp'}")
+    loaded = kerastl.load_run(tmp_path / "mlp")
+    assert loaded.metrics == mlp.metrics and loaded.history == mlp.history
+    assert loaded.model.count_params() == mlp.model.count_params()  # loaded from model.keras
+
+
+def test_mistakes_raise_user_error_and_leave_nothing(tmp_path):
+    with pytest.raises(kerastl.UserError, match=r"^kerastl.run: invalid epochs: 0 "):
+        kerastl.run("mlp", epochs=0, output_dir=str(tmp_path))
+    with pytest.raises(kerastl.UserError, match="unknown mode 'svm'"):
+        kerastl.run("svm", output_dir=str(tmp_path))
+    with pytest.raises(kerastl.UserError, match="exceeds the 60000 training images; use --limit 54545 or less"):
+        kerastl.run("mlp", limit=60000, output_dir=str(tmp_path), log=QUIET)
+    with pytest.raises(kerastl.UserError, match="no unfinished finetune run"):
+        kerastl.run(resume=True, output_dir=str(tmp_path))
+    with pytest.raises(kerastl.UserError, match="not a finished run"):
+        kerastl.load_run(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keywords_are_the_flags():
+    keywords = set(inspect.signature(run).parameters) - {"callbacks", "log"}
+    flags = {action.dest for action in fit.build_parser()._actions} - {"help"}
+    assert keywords == flags
+
+
+def test_importing_the_package_and_the_commands_help_stay_light():
+    code = "import sys, kerastl, kerastl.fit; kerastl.UserError; print('keras' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip() == "False", result.stderr
+    assert callable(kerastl.predict) and kerastl.export_run.__module__ == "kerastl.export.job"
+    assert Path(kerastl.run.__code__.co_filename).name == "api.py"
