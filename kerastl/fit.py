@@ -31,6 +31,7 @@ def parse_args(argv=None):
     p.add_argument("--finetune-lr", type=float, help="learning rate of the fine-tuning stage (default lr/10)")
     p.add_argument("--lr-schedule", help="constant, or cosine decay after a 10 %% warm-up")
     p.add_argument("--limit", type=int, help="train on a seeded subset of N training images")
+    p.add_argument("--per-class", type=int, help="train on N labelled images per class, balanced and seeded (10 %% of them validate)")
     p.add_argument("--test-limit", type=int, help="score only the first N test images (smoke tests)")
     p.add_argument("--seed", type=int)
     p.add_argument("--backbone", help="efficientnet_lite0, resnet18, resnet50 or mobilenet_v2")
@@ -42,12 +43,13 @@ def parse_args(argv=None):
     p.add_argument("--run-name", help="run folder name (default: <mode>-<dataset>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the newest unfinished run of this mode")
     p.add_argument("--export", action="store_true", default=None, help="export SavedModel and TFLite afterwards")
+    p.add_argument("--tensorboard", action="store_true", default=None, help="log to <run>/tensorboard for TensorBoard")
     return p.parse_args(argv)
 
 
 OVERRIDES = (
-    "dataset", "data_dir", "epochs", "head_epochs", "batch_size", "lr", "finetune_lr", "lr_schedule", "limit", "test_limit",
-    "seed", "backbone", "weights", "img_size", "unfreeze", "precision", "output_dir", "run_name", "export",
+    "dataset", "data_dir", "epochs", "head_epochs", "batch_size", "lr", "finetune_lr", "lr_schedule", "limit", "per_class", "test_limit",
+    "seed", "backbone", "weights", "img_size", "unfreeze", "precision", "output_dir", "run_name", "export", "tensorboard",
 )
 
 

@@ -22,11 +22,13 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
-from kerastl import runs, runtime
+from kerastl import evaluation, history, plots, runs, runtime
 from kerastl.backbones import BACKBONES, backbone_blocks
 from kerastl.data import fit_inputs, load_arrays, make_splits, validation_data
 from kerastl.data.splits import Splits
+from kerastl.errors import first_line
 from kerastl.files import atomic_path
+from kerastl.config import TRANSFER_MODES
 from kerastl.models import BUILDERS, build_transfer_model
 
 Log = Callable[[str], None]
@@ -69,7 +71,7 @@ def _callbacks(run_dir: Path, stage: str, has_val: bool, patience: int, timer: E
         keras.callbacks.ModelCheckpoint(
             str(run_dir / f"best-{stage}.weights.h5"), monitor=monitor, save_best_only=True, save_weights_only=True
         ),
-        keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY), append=True),
+        history.HistoryWriter(run_dir / runs.HISTORY, stage, history.clock_of(run_dir)),
         timer,
     ]
 
@@ -125,7 +127,8 @@ def fit_stage(
         shuffle=isinstance(train["x"], np.ndarray),  # a tf.data pipeline shuffles itself
         validation_data=validation_data(x_val, splits.y_val, config["batch_size"]) if has_val else None,
         epochs=epochs,
-        callbacks=_callbacks(run_dir, stage, has_val, config["patience"], timer, config["lr_schedule"] != "constant"),
+        callbacks=_callbacks(run_dir, stage, has_val, config["patience"], timer, config["lr_schedule"] != "constant")
+        + history.tensorboard_callbacks(run_dir, stage, config.get("tensorboard", False)),
         verbose=1 if sys.stdout.isatty() else 2,
     )
     seconds = time.perf_counter() - start
@@ -214,15 +217,27 @@ def train_stages(model, backbone, splits, config, run_dir, has_accelerator, log)
     return results
 
 
+def run_title(config: dict[str, Any]) -> str:
+    """`finetune efficientnet_lite0 (imagenet, 40 px) on mnist, 100 per class`, for figure titles."""
+    what = config["mode"]
+    if config["mode"] in TRANSFER_MODES:
+        weights = config["weights"] if config["weights"] in ("imagenet", "none", None) else Path(config["weights"]).parent.name
+        what += f" {config['backbone']} ({weights or 'none'} weights, {config['img_size']} px)"
+    data = f"{config['per_class']} per class" if config.get("per_class") else ("all images" if not config["limit"] else f"{config['limit']} images")
+    return f"{what} on {config['dataset']}, {data}"
+
+
 def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log = print) -> dict[str, Any]:
     """Run one configured training job into `run_dir` (which holds config.yaml); returns the metrics."""
     wall_start = time.perf_counter()
+    history.start_clock(run_dir)  # the `seconds` column of history.csv counts from here
     keras.utils.set_random_seed(config["seed"])
     policy = runtime.apply_precision(config["precision"], has_accelerator)
 
     # Prepare the data
     arrays = load_arrays(config["dataset"], config["data_dir"], log=log)
-    splits = make_splits(arrays, config["validation_fraction"], config["limit"], config["test_limit"], config["seed"])
+    splits = make_splits(arrays, config["validation_fraction"], config["limit"], config["test_limit"], config["seed"],
+                         per_class=config.get("per_class"))
     log(f"data: splits {splits.sizes()} (seed {config['seed']})")
 
     # Build the model
@@ -234,8 +249,8 @@ def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log
 
     # Evaluate on the whole test split
     _compile(model, config["lr"], config, has_accelerator)
-    test = fit_inputs(splits.x_test, splits.y_test, config["batch_size"], shuffle=False, seed=0)
-    test_loss, test_accuracy = model.evaluate(**test, verbose=0)
+    probabilities = evaluation.predict(model, splits.x_test, config["batch_size"])  # one pass: numbers and figures
+    test_accuracy, test_loss = evaluation.score(probabilities, splits.y_test)
     log(f"test: accuracy {test_accuracy:.4f}, loss {test_loss:.4f} on {len(splits.y_test)} images")
 
     # Write the run
@@ -245,6 +260,12 @@ def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log
         with atomic_path(run_dir / "backbone.weights.h5", suffix=".weights.h5") as tmp:
             backbone.save_weights(tmp)
         log(f"pretrain: backbone weights saved; transfer them with --weights {run_dir / 'backbone.weights.h5'}")
+    evaluation.save_predictions(run_dir, splits.y_test, probabilities)
+    epochs = history.read_history(run_dir / runs.HISTORY)
+    try:  # a figure that fails to draw must not cost the trained run
+        plots.write_run_figures(run_dir, epochs, splits.y_test, probabilities.argmax(axis=1), run_title(config))
+    except Exception as exc:
+        log(f"figures: not drawn ({first_line(exc)})")
     trained_images = sum(s.images for s in stages if s.name != "feature_extraction")
     metrics = {
         "test_accuracy": float(test_accuracy),
@@ -259,6 +280,8 @@ def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log
         "wall_seconds": round(time.perf_counter() - wall_start, 3),
         "images_per_second": round(trained_images / train_seconds, 1) if train_seconds else None,
         "parameters": int(model.count_params()),
+        "trainable_parameters": _trainable_params(model),  # in the last stage
+        **history.milestones(epochs),  # epochs_to_95, seconds_to_95 (validation accuracy)
         "backend": runtime.backend(),
         "device": runtime.device_description(),
         "precision": policy,

@@ -27,10 +27,11 @@ def test_mlp_run_beats_chance_and_writes_the_run_folder(tmp_path, capsys):
     assert metrics["test_images"] == 300 and metrics["train_images"] == 600
     assert metrics["backend"] == backend() and metrics["epochs_run"] == {"train": 2}
     assert metrics["parameters"] == 669_706 and metrics["images_per_second"] > 0
-    assert {p.name for p in run.iterdir()} >= {"model.keras", "history.csv", "metrics.json", "config.yaml", "stage-train.weights.h5"}
+    assert {p.name for p in run.iterdir()} >= {
+        "model.keras", "history.csv", "metrics.json", "config.yaml", "stage-train.weights.h5", "curves.png", "confusion.png"}
     assert not (run / "backup").exists()
     with open(run / "history.csv") as f:
-        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
 
 
 def test_finetune_short_run_beats_chance(tmp_path, capsys):
@@ -79,7 +80,7 @@ def test_resume_after_interruption_loses_no_epoch(tmp_path, capsys, monkeypatch)
     assert code == 0, err
     with open(run / "history.csv") as f:
         epochs = [row["epoch"] for row in csv.DictReader(f)]
-    assert epochs == ["0", "1", "2", "3"]  # epochs 0-1 from the first run, 2-3 after resuming
+    assert epochs == ["1", "2", "3", "4"]  # epochs 1-2 from the first run, 3-4 after resuming
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == {"train": 4}
 
 
