@@ -116,7 +116,9 @@ def write_run_figures(run_dir: Path, rows: list[dict[str, Any]], y_true: np.ndar
 Series = dict[str, list[tuple[float, float]]]  # label -> [(x, y)]
 
 
-def accuracy_lines(series: Series, path: Path, title: str, xlabel: str, log_x: bool = False) -> None:
+def accuracy_lines(
+    series: Series, path: Path, title: str, xlabel: str, log_x: bool = False, colors: dict[str, str] | None = None
+) -> None:
     """Validation accuracy (%) of several runs against epochs or seconds, the 95 % line marked."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -127,30 +129,41 @@ def accuracy_lines(series: Series, path: Path, title: str, xlabel: str, log_x: b
         xs, ys = zip(*points)
         ys = [100 * y for y in ys]
         lowest = min(lowest, *ys)
-        ax.plot(xs, ys, "-o", markersize=3, label=label)
+        ax.plot(xs, ys, "-o", markersize=3, label=label, color=(colors or {}).get(label))
     ax.axhline(100 * TARGET_LINE, color="black", linestyle="--", linewidth=1, label="95 %")
     ax.set_ylim(max(0.0, min(lowest, 100 * TARGET_LINE) - 2), 100.5)
     if log_x:
-        ax.set_xscale("log")
+        _plain_log_axis(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     fig.tight_layout()
     _save(fig, path)
 
 
+def _plain_log_axis(ax) -> None:
+    """A log x axis ticked at 1, 2, 5 x 10^k with plain numbers (no 3x10^0 labels)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:.2g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 def data_efficiency(
-    curves: dict[str, list[tuple[float, list[float]]]], path: Path, title: str, tick_labels: dict[float, str] | None = None
+    curves: dict[str, list[tuple[float, list[float]]]], path: Path, title: str, tick_labels: dict[float, str] | None = None,
+    colors: dict[str, str] | None = None,
 ) -> None:
     """Test accuracy (%) against labelled images per class (log x): mean line, min-max bar, one dot per seed."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
-    for k, (label, points) in enumerate(sorted(curves.items())):
+    for k, (label, points) in enumerate(curves.items()):
         points = sorted(p for p in points if p[1])
         if not points:
             continue
-        color = f"C{k}"
+        color = (colors or {}).get(label, f"C{k}")
         xs = [x for x, _ in points]
         means = [100 * float(np.mean(v)) for _, v in points]
         low = [m - 100 * min(v) for m, (_, v) in zip(means, points)]
@@ -166,7 +179,7 @@ def data_efficiency(
     ax.set_xlabel("labelled training images per class (log scale; validation included)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     fig.tight_layout()
     _save(fig, path)
 

@@ -1,0 +1,254 @@
+"""What a comparison study trains: contenders, data sizes, seeds, budgets and small-data recipes.
+
+Every run of the study is an ordinary `kerastl.fit` run, configured here: a contender's mode and
+config (configs/<mode>.yaml, with the [cpu] section when there is no accelerator), then the
+study's changes, which are only the data budget (`per_class`, `seed`) and, for small budgets, the
+training length scaled to the data (see `small_data_recipe`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kerastl import config as config_module
+from kerastl.errors import UserError
+
+ALL = "all"  # the whole training split (validation carved from it), not a per-class budget
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    mode: str
+    label: str  # for tables and legends
+    lesson: str | None = None  # the lesson's row it measures
+
+
+CONTENDERS: dict[str, Contender] = {
+    c.name: c
+    for c in (
+        Contender("mlp", "mlp", "MLP from scratch", "MLP from scratch"),
+        Contender("cnn", "cnn", "CNN from scratch", "CNN from scratch"),
+        Contender("feature", "feature", "{backbone} ImageNet, frozen (features)"),
+        Contender("finetune", "finetune", "{backbone} ImageNet, fine-tuned", "ResNet18, ImageNet transfer"),
+        Contender("scratch", "pretrain", "{backbone} random init, trained fully"),
+        Contender("fashion", "finetune", "{backbone} Fashion-MNIST-pretrained, fine-tuned"),
+    )
+}
+LESSON = {  # the lesson's table: epochs to 95 %, final accuracy
+    "MLP from scratch": (15, "~97 %"),
+    "CNN from scratch": (5, "~99 %"),
+    "ResNet18, ImageNet transfer": (1, "~99.5 %"),
+}
+FASHION_PRETRAIN = "fashion-pretrain"  # the run whose backbone the `fashion` contender fine-tunes
+SIZES = (10, 30, 100, 300, 1000, ALL)
+MANY_SEEDS_UP_TO = 300  # sizes above this per class train one seed (their spread is small)
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    sizes: tuple
+    seeds: int  # for sizes <= MANY_SEEDS_UP_TO
+    test_limit: int | None  # test images scored by runs on a per-class budget (None: all 10,000)
+    all_contenders: tuple[str, ...]  # contenders that also train on all images
+    max_epochs: int  # cap of a small-data run's epochs
+    min_steps: int  # optimiser steps a small-data run aims for
+    pretrain_limit: int | None  # Fashion-MNIST images for the `fashion` contender's pretraining
+    pretrain_epochs: int | None
+
+
+BUDGETS = {
+    "quick": Budget(
+        "quick", sizes=(10, 100, 1000, ALL), seeds=2, test_limit=2000, all_contenders=("mlp", "cnn", "feature", "finetune"),
+        max_epochs=40, min_steps=300, pretrain_limit=10_000, pretrain_epochs=3,
+    ),
+    "full": Budget(
+        "full", sizes=SIZES, seeds=3, test_limit=None, all_contenders=tuple(CONTENDERS),
+        max_epochs=100, min_steps=1000, pretrain_limit=None, pretrain_epochs=None,
+    ),
+}
+
+
+def reductions(
+    budget: Budget, contenders: tuple[str, ...], sizes: tuple, seeds: int, test_limit: int | None, max_epochs: int | None,
+    img_size: int | None,
+) -> list[str]:
+    """What this study leaves out compared with `--budget full` at native input size, in words."""
+    full = BUDGETS["full"]
+    notes = []
+    if tuple(sizes) != full.sizes:
+        notes.append(f"labelled images per class: {', '.join(map(str, sizes))} (full: {', '.join(map(str, full.sizes))})")
+    if seeds < full.seeds:
+        notes.append(f"{seeds} seed{'s' if seeds > 1 else ''} for sizes up to {MANY_SEEDS_UP_TO} per class (full: {full.seeds})")
+    if test_limit:
+        notes.append(f"every run is scored on the first {test_limit:,} test images only")
+    elif budget.test_limit:
+        notes.append(f"runs on a per-class budget are scored on the first {budget.test_limit:,} test images; runs on all images on all 10,000")
+    left_out = [c for c in contenders if c not in budget.all_contenders]
+    if ALL in sizes and left_out:
+        notes.append(f"{', '.join(left_out)}: per-class budgets only, not all images (each such run costs about as much as the "
+                     "ImageNet fine-tuning run on all images)")
+    if "fashion" in contenders and (budget.pretrain_limit or budget.pretrain_epochs):
+        notes.append(f"the Fashion-MNIST backbone is pretrained on {budget.pretrain_limit or 60_000:,} images for "
+                     f"{budget.pretrain_epochs or 'the configured'} epochs")
+    if (budget.min_steps, budget.max_epochs) != (full.min_steps, full.max_epochs):
+        notes.append(f"small-data runs aim for {budget.min_steps} optimiser steps in at most {budget.max_epochs} epochs "
+                     f"(full: {full.min_steps} in {full.max_epochs})")
+    if max_epochs:
+        notes.append(f"no stage trains more than {max_epochs} epochs (--max-epochs)")
+    if img_size:
+        notes.append(f"transfer contenders see {img_size}x{img_size} px inputs (the no-accelerator size in configs/finetune.yaml; native: 224)")
+    return notes
+
+
+@dataclass
+class RunSpec:
+    """One fit run of the study; `config` is the complete resolved config it trains with."""
+
+    name: str  # run folder inside the study folder
+    contender: str  # a CONTENDERS key, or FASHION_PRETRAIN
+    size: int | str  # labelled images per class, or ALL
+    seed: int
+    config: dict[str, Any]
+    needs: str | None = None  # a run that must finish first
+    estimate_s: float = 0.0  # rough seconds on a 2-core CPU, for the progress line
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_sizes(values: list[str]) -> tuple:
+    sizes = []
+    for value in values:
+        if value == ALL:
+            sizes.append(ALL)
+            continue
+        try:
+            size = int(value)
+        except ValueError:
+            raise UserError(f"--per-class: {value!r} is not a number of images per class or 'all'") from None
+        if size < 2:
+            raise UserError(f"--per-class {size}: need at least 2 images per class (one of them validates)")
+        sizes.append(size)
+    return tuple(dict.fromkeys(sizes))
+
+
+def check_contenders(names: list[str]) -> tuple[str, ...]:
+    for name in names:
+        if name not in CONTENDERS:
+            raise UserError(f"unknown contender {name!r}; choose from {', '.join(CONTENDERS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def seeds_for(size, seeds: int) -> range:
+    return range(seeds) if size != ALL and size <= MANY_SEEDS_UP_TO else range(1)
+
+
+def size_key(size) -> str:
+    return "all" if size == ALL else f"n{size}"
+
+
+def base_config(mode: str, has_accelerator: bool, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config `kerastl.fit --mode MODE` would use, with `overrides` as if given as flags."""
+    return config_module.resolve(mode, None, overrides or {}, has_accelerator)
+
+
+def small_data_recipe(config: dict[str, Any], train_images: int, budget: Budget) -> dict[str, Any]:
+    """Batch size, epochs and patience for a small training set, so it gets enough optimiser steps.
+
+    A recipe made for 54,000 images starves 90 of them (batch 128: one step per epoch). Here the
+    batch shrinks to give about 10 steps per epoch (16 at least), the epochs grow until the run
+    reaches `budget.min_steps` steps (up to `budget.max_epochs`), early stopping waits longer,
+    and augmentation is on where the model has it.
+    """
+    batch = min(config["batch_size"], max(16, 2 ** int(math.log2(max(1, train_images // 10)))))
+    steps_per_epoch = math.ceil(train_images / batch)
+    epochs = min(budget.max_epochs, max(config["epochs"], math.ceil(budget.min_steps / steps_per_epoch)))
+    changes: dict[str, Any] = {
+        "batch_size": batch,
+        "epochs": epochs,
+        "patience": max(config["patience"], min(10, epochs // 4)),
+    }
+    if config["mode"] in ("finetune", "partial"):  # the head stage: a quarter of the steps
+        changes["head_epochs"] = min(budget.max_epochs // 4, max(config["head_epochs"], math.ceil(budget.min_steps / 4 / steps_per_epoch)))
+    if "augment" in config_module.SCHEMA and config["mode"] != "feature":  # features are computed once: nothing to augment
+        changes["augment"] = True
+    return changes
+
+
+def plan(
+    contenders: tuple[str, ...], sizes: tuple, seeds: int, budget: Budget, study_dir: Path, has_accelerator: bool,
+    test_limit: int | None = None, max_epochs: int | None = None,
+) -> list[RunSpec]:
+    """The study's runs in the order they train: per contender, largest budget first."""
+    finetune = base_config("finetune", has_accelerator)
+    backbone = {"backbone": finetune["backbone"], "img_size": finetune["img_size"]}  # one architecture, three starts
+    specs: list[RunSpec] = []
+    if "fashion" in contenders:
+        overrides = {**backbone, "dataset": "fashion_mnist", "weights": "none", "seed": 0,
+                     "limit": budget.pretrain_limit, "epochs": budget.pretrain_epochs, "test_limit": test_limit or budget.test_limit}
+        config = base_config("pretrain", has_accelerator, {k: v for k, v in overrides.items() if v is not None})
+        specs.append(RunSpec(FASHION_PRETRAIN, FASHION_PRETRAIN, ALL, 0, _cap(config, max_epochs)))
+    for name in contenders:
+        for size in sorted(sizes, key=lambda s: (s != ALL, s if s != ALL else 0)):
+            if size == ALL and name not in budget.all_contenders:
+                continue
+            for seed in seeds_for(size, seeds):
+                specs.append(_run(name, size, seed, budget, study_dir, has_accelerator, backbone, test_limit, max_epochs))
+    for spec in specs:
+        spec.estimate_s = estimate_seconds(spec)
+    return specs
+
+
+def _run(name, size, seed, budget, study_dir, has_accelerator, backbone, test_limit, max_epochs) -> RunSpec:
+    contender = CONTENDERS[name]
+    overrides: dict[str, Any] = {"seed": seed}
+    needs = None
+    if name == "scratch":  # the lesson's "random weights" row: batch norm must learn, as in pretrain
+        overrides.update(backbone, dataset="mnist", weights="none")
+    elif name == "fashion":
+        needs = FASHION_PRETRAIN
+        overrides.update(backbone, weights=str(study_dir / FASHION_PRETRAIN / "backbone.weights.h5"))
+    elif contender.mode in config_module.TRANSFER_MODES and name != "feature":
+        overrides.update(backbone)
+    if size != ALL:
+        overrides["per_class"] = size
+        overrides["test_limit"] = budget.test_limit
+    if test_limit is not None:
+        overrides["test_limit"] = test_limit
+    config = base_config(contender.mode, has_accelerator, {k: v for k, v in overrides.items() if v is not None})
+    if size != ALL:
+        val_per_class = max(1, round(size * config["validation_fraction"]))
+        config.update(small_data_recipe(config, 10 * (size - val_per_class), budget))
+    return RunSpec(f"{name}-{size_key(size)}-s{seed}", name, size, seed, _cap(config, max_epochs), needs)
+
+
+def _cap(config: dict[str, Any], max_epochs: int | None) -> dict[str, Any]:
+    """`--max-epochs` (smoke tests): no stage runs longer."""
+    if max_epochs:
+        config["epochs"] = min(config["epochs"], max_epochs)
+        config["head_epochs"] = min(config["head_epochs"], max_epochs)
+    return config
+
+
+# Rough training speeds on the 2-core CPU (images per second, training / test prediction) and fixed
+# costs (start, compilation, figures), measured on the project's machine; only the progress line's
+# estimate uses them, corrected by the speed of the runs already done.
+SPEED = {"mlp": (6000, 20000, 4), "cnn": (900, 4000, 8), "feature": (3000, 250, 10), "finetune": (500, 900, 35), "pretrain": (450, 900, 35)}
+
+
+def estimate_seconds(spec: RunSpec) -> float:
+    config = spec.config
+    train_speed, test_speed, fixed = SPEED.get(config["mode"], SPEED["finetune"])
+    if spec.size == ALL:
+        train_images = min(config.get("limit") or 54_000, 54_000)
+    else:
+        train_images = 10 * spec.size * 0.9
+    epochs = config["epochs"] + (config["head_epochs"] if config["mode"] in ("finetune", "partial") else 0)
+    epochs *= 0.7 if spec.size != ALL else 1.0  # early stopping
+    test_images = config["test_limit"] or 10_000
+    if config["mode"] == "feature":  # features of train, validation and test once; the head is cheap
+        return fixed + (train_images / 0.9 + test_images) / test_speed + train_images * epochs / train_speed
+    return fixed + train_images * epochs / train_speed + test_images / test_speed + epochs * 0.3
