@@ -135,12 +135,13 @@ def main(argv=None) -> int:
     if continuing:
         runner.check_reusable(specs, study_dir)
     _prepare(study_dir, args.fresh)
-    finetune = plan.base_config("finetune", has_accelerator)
+    imagenet, domain = plan.backbones(has_accelerator)
     study = {
         **settings, "machine": results.machine(),
-        "reductions": plan.reductions(budget, contenders, sizes, seeds, args.test_limit, args.max_epochs, finetune["img_size"]),
-        "backbone": finetune["backbone"], "backbone_label": results.BACKBONE_NAMES.get(finetune["backbone"], finetune["backbone"]),
-        "img_size": finetune["img_size"], "command": shlex.join(["python", "-m", PROG, *argv]),
+        "reductions": plan.reductions(budget, contenders, sizes, seeds, args.test_limit, args.max_epochs, imagenet, domain),
+        "imagenet_backbone": {**imagenet, "label": results.BACKBONE_NAMES.get(imagenet["backbone"], imagenet["backbone"])},
+        "domain_backbone": {**domain, "label": results.BACKBONE_NAMES.get(domain["backbone"], domain["backbone"])},
+        "command": shlex.join(["python", "-m", PROG, *argv]),
     }
     from kerastl.files import atomic_write_text
 

@@ -53,8 +53,8 @@ def run_curves(rows: list[dict[str, Any]], path: Path, title: str) -> None:
                 ax.plot(*zip(*points), style, markersize=3, label=name)
         ax.set_xlabel("epoch (all stages)")
         ax.set_ylabel(label)
-        ax.legend(loc="best")
         _mark_stages(ax, rows)
+        ax.legend(loc="best")
         if len(epochs) < 15:
             ax.set_xticks(epochs)
     ax_loss.set_title("loss")
@@ -65,14 +65,20 @@ def run_curves(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def _mark_stages(ax, rows: list[dict[str, Any]]) -> None:
-    """A dotted line where a new stage starts, with the stage names along the top of the frame."""
-    starts = [r for i, r in enumerate(rows) if i == 0 or r["stage"] != rows[i - 1]["stage"]]
-    if len(starts) < 2:
+    """A dotted line where a new stage starts; each stage's name centred over its epochs, inside the frame's top."""
+    spans: list[list] = []  # [stage, first epoch, last epoch]
+    for r in rows:
+        if spans and spans[-1][0] == r["stage"]:
+            spans[-1][2] = r["epoch"]
+        else:
+            spans.append([r["stage"], r["epoch"], r["epoch"]])
+    if len(spans) < 2:
         return
-    for row in starts:
-        if row is not starts[0]:
-            ax.axvline(row["epoch"] - 0.5, color="grey", linestyle=":", linewidth=1)
-        ax.text(row["epoch"] - 0.4, 0.98, row["stage"], transform=ax.get_xaxis_transform(), va="top", fontsize=8, color="grey")
+    for stage, first, last in spans:
+        if first != spans[0][1]:
+            ax.axvline(first - 0.5, color="grey", linestyle=":", linewidth=1)
+        ax.text((first + last) / 2, 0.98, f"stage {stage}", transform=ax.get_xaxis_transform(), ha="center", va="top",
+                fontsize=8, color="dimgrey", bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1})
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, classes: Sequence[str] | None = None) -> None:
@@ -121,7 +127,7 @@ def accuracy_lines(
 ) -> None:
     """Validation accuracy (%) of several runs against epochs or seconds, the 95 % line marked."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(8, 6))
     lowest = 100.0
     for label, points in series.items():
         if not points:
@@ -137,9 +143,16 @@ def accuracy_lines(
     ax.set_xlabel(xlabel)
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title)
-    ax.legend(loc="best")
-    fig.tight_layout()
+    _legend_below(fig, ax)
     _save(fig, path)
+
+
+def _legend_below(fig, ax) -> None:
+    """The legend under the axes, inside the figure: with six contenders no corner of the plot is free."""
+    handles, labels = ax.get_legend_handles_labels()
+    columns = 2 if len(labels) > 3 else len(labels)
+    fig.tight_layout(rect=(0, 0.02 + 0.036 * -(-len(labels) // max(1, columns)), 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=9, frameon=False)
 
 
 def _plain_log_axis(ax) -> None:
@@ -158,7 +171,7 @@ def data_efficiency(
 ) -> None:
     """Test accuracy (%) against labelled images per class (log x): mean line, min-max bar, one dot per seed."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(8, 6))
     for k, (label, points) in enumerate(curves.items()):
         points = sorted(p for p in points if p[1])
         if not points:
@@ -179,8 +192,7 @@ def data_efficiency(
     ax.set_xlabel("labelled training images per class (log scale; validation included)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
-    ax.legend(loc="best")
-    fig.tight_layout()
+    _legend_below(fig, ax)
     _save(fig, path)
 
 
