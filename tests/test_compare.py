@@ -16,7 +16,10 @@ FIGURES = ["val_accuracy_by_epoch.png", "val_accuracy_by_seconds.png", "data_eff
 
 
 def _compare(argv, capsys):
-    code = run_cli("kerastl.compare", lambda: compare.main(argv))
+    try:
+        code = run_cli("kerastl.compare", lambda: compare.main(argv))
+    except SystemExit as exc:  # argparse rejects a flag
+        code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -32,7 +35,7 @@ def study(tmp_path_factory):
 def test_tiny_study_writes_report_results_and_figures(study):
     names = {p.name for p in study.iterdir()}
     assert {"report.md", "results.json", "results.csv", "study.json", *FIGURES} <= names
-    runs = ["mlp-n20-s0", "mlp-n5-s0", "cnn-n20-s0", "cnn-n5-s0"]
+    runs = ["mlp-n5-s0", "mlp-n20-s0", "cnn-n5-s0", "cnn-n20-s0"]
     for run in runs:
         assert {"metrics.json", "history.csv", "curves.png", "confusion.png", "model.keras"} <= {p.name for p in (study / run).iterdir()}
     data = json.loads((study / "results.json").read_text())
@@ -40,7 +43,7 @@ def test_tiny_study_writes_report_results_and_figures(study):
     assert data["study"]["machine"]["backend"] == backend()
     assert all(r["status"] == "ok" and r["test_images"] == 200 and r["epochs"] == 1 for r in data["runs"])
     assert [(r["contender"], r["per_class"], r["train_images"], r["validation_images"]) for r in data["runs"]] == [
-        ("mlp", 20, 180, 20), ("mlp", 5, 40, 10), ("cnn", 20, 180, 20), ("cnn", 5, 40, 10)]
+        ("mlp", 5, 40, 10), ("mlp", 20, 180, 20), ("cnn", 5, 40, 10), ("cnn", 20, 180, 20)]
     with open(study / "results.csv") as f:
         assert [r["run"] for r in csv.DictReader(f)] == runs
 
@@ -74,7 +77,7 @@ def test_the_report_is_built_from_results_json(study, tmp_path):
     (copy / "results.json").write_text(json.dumps(data))
     report.build(copy, "python -m kerastl.compare", log=lambda _: None)
     rebuilt = (copy / "report.md").read_text()
-    assert f"| MLP from scratch | {100 * by_run['mlp-n5-s0']['test_accuracy']:.1f} | 43.2 |" in rebuilt
+    assert f"| MLP from scratch | 43.2 | {100 * by_run['mlp-n20-s0']['test_accuracy']:.1f} |" in rebuilt
 
 
 def test_an_interrupted_study_continues_and_reuses_finished_runs(tmp_path, capsys, monkeypatch):
@@ -91,17 +94,17 @@ def test_an_interrupted_study_continues_and_reuses_finished_runs(tmp_path, capsy
 
     monkeypatch.setattr(runner, "train_one", interrupt_the_second)
     code, out, err = _compare(argv, capsys)
-    assert code == 130 and "interrupted during run mlp-n5-s0" in err and "Continue with" in err
-    assert calls == ["mlp-n20-s0", "mlp-n5-s0"] and not (folder / "report.md").exists()
-    finished = folder / "mlp-n20-s0" / "metrics.json"
-    stamp = finished.stat().st_mtime_ns, (folder / "mlp-n20-s0" / "model.keras").stat().st_mtime_ns
+    assert code == 130 and "interrupted during run mlp-n20-s0" in err and "Continue with" in err
+    assert calls == ["mlp-n5-s0", "mlp-n20-s0"] and not (folder / "report.md").exists()
+    finished = folder / "mlp-n5-s0" / "metrics.json"
+    stamp = finished.stat().st_mtime_ns, (folder / "mlp-n5-s0" / "model.keras").stat().st_mtime_ns
 
     calls.clear()
     code, out, err = _compare(argv, capsys)
     assert code == 0, err
-    assert calls == ["mlp-n5-s0"]  # the finished run was not trained again
-    assert "[1/2] mlp, 20 per class, seed 0: finished before, reused" in out
-    assert (finished.stat().st_mtime_ns, (folder / "mlp-n20-s0" / "model.keras").stat().st_mtime_ns) == stamp
+    assert calls == ["mlp-n20-s0"]  # the finished run was not trained again
+    assert "[1/2] mlp, 5 per class, seed 0: finished before, reused" in out
+    assert (finished.stat().st_mtime_ns, (folder / "mlp-n5-s0" / "model.keras").stat().st_mtime_ns) == stamp
     assert (folder / "report.md").is_file()
 
     # other settings for a finished run: refused before anything trains
@@ -126,7 +129,7 @@ def test_a_failing_run_is_reported_and_the_study_goes_on(tmp_path, capsys, monke
     code, out, err = _compare(["--contenders", "mlp", "--per-class", "5", "20", "--seeds", "1", "--test-limit", "100",
                                "--max-epochs", "1", "--output-dir", str(folder)], capsys)
     assert code == 1
-    assert "[1/2] mlp, 20 per class, seed 0: FAILED: RuntimeError: out of memory (" in out
+    assert "[2/2] mlp, 20 per class, seed 0: FAILED: RuntimeError: out of memory (" in out
     rows = {r["run"]: r for r in json.loads((folder / "results.json").read_text())["runs"]}
     assert rows["mlp-n20-s0"]["status"] == "failed" and rows["mlp-n20-s0"]["reason"] == "RuntimeError: out of memory"
     assert rows["mlp-n5-s0"]["status"] == "ok"

@@ -183,7 +183,8 @@ def plan(
     contenders: tuple[str, ...], sizes: tuple, seeds: int, budget: Budget, study_dir: Path, has_accelerator: bool,
     test_limit: int | None = None, max_epochs: int | None = None,
 ) -> list[RunSpec]:
-    """The study's runs in the order they train: per contender, largest budget first."""
+    """The study's runs in the order they train: the Fashion-MNIST pretraining, then per contender
+    all images first (the lesson's table), then the per-class sizes from small to large."""
     imagenet, domain = backbones(has_accelerator)
     specs: list[RunSpec] = []
     if "fashion" in contenders:
