@@ -28,7 +28,8 @@ def parse_args(argv=None):
     p = OneLineParser(prog=PROG, description="Compare MLP, CNN and transfer learning on MNIST: accuracy, speed and data efficiency.")
     p.add_argument("--contenders", nargs="+", metavar="NAME", help=f"any of {', '.join(CONTENDERS)} (default: all)")
     p.add_argument("--per-class", nargs="+", metavar="N", help="labelled training images per class: numbers and/or 'all' (default: the budget's)")
-    p.add_argument("--seeds", type=int, help="seeds for sizes up to 300 per class; larger sizes train seed 0 (default: quick 2, full 3)")
+    p.add_argument("--seeds", type=int, help="seeds for the small sizes (quick: up to 10 per class, default 2; full: up to 300, default 3); "
+                   "larger sizes train seed 0")
     p.add_argument("--budget", choices=tuple(BUDGETS), help="quick (default without a GPU: about 30 minutes on 2 CPU cores) or full")
     p.add_argument("--output-dir", help="the study folder (default: continue the newest unfinished saved_models/compare-*, else a new one)")
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing finished runs")
@@ -132,12 +133,15 @@ def main(argv=None) -> int:
     from kerastl.study import plan, report, results, runner
 
     specs = plan.plan(contenders, sizes, seeds, budget, study_dir, has_accelerator, args.test_limit, args.max_epochs)
+    if not any(s.contender in contenders for s in specs):
+        raise UserError(f"nothing to train: in the {budget.name} budget {', '.join(contenders)} train on per-class sizes only; "
+                        "add a size such as --per-class 100, or use --budget full")
     if continuing:
         runner.check_reusable(specs, study_dir)
     _prepare(study_dir, args.fresh)
     imagenet, domain = plan.backbones(has_accelerator)
     study = {
-        **settings, "machine": results.machine(),
+        **settings, "many_seeds_up_to": budget.many_seeds_up_to, "machine": results.machine(),
         "reductions": plan.reductions(budget, contenders, sizes, seeds, args.test_limit, args.max_epochs, imagenet, domain),
         "imagenet_backbone": {**imagenet, "label": results.BACKBONE_NAMES.get(imagenet["backbone"], imagenet["backbone"])},
         "domain_backbone": {**domain, "label": results.BACKBONE_NAMES.get(domain["backbone"], domain["backbone"])},

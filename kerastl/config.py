@@ -44,6 +44,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = 
     "weight_decay": ((int, float), lambda v: v >= 0, "AdamW weight decay"),
     "limit": ((int,), _positive, "train on a seeded subset of N images"),
     "per_class": ((int,), _positive, "train on N labelled images per class (validation drawn from them), seeded"),
+    "epoch_passes": ((int,), _positive, "passes over the training images per epoch (more steps per epoch for tiny sets)"),
     "test_limit": ((int,), _positive, "score only the first N test images (smoke tests)"),
     "validation_fraction": ((int, float), _fraction, "share of the train split held out for validation"),
     "seed": ((int,), lambda v: v >= 0, "seed for splits, shuffling and initialisation"),
@@ -65,7 +66,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = 
 
 DEFAULTS: dict[str, Any] = {
     "dataset": "mnist", "data_dir": None, "epochs": 10, "head_epochs": 1, "batch_size": 128, "lr": 1e-3,
-    "finetune_lr": None, "lr_schedule": "constant", "weight_decay": 0.0, "limit": None, "per_class": None, "test_limit": None, "validation_fraction": 0.1,
+    "finetune_lr": None, "lr_schedule": "constant", "weight_decay": 0.0, "limit": None, "per_class": None, "epoch_passes": 1, "test_limit": None, "validation_fraction": 0.1,
     "seed": 0, "patience": 3, "dropout": 0.2, "backbone": "efficientnet_lite0", "weights": "imagenet",
     "img_size": None, "unfreeze": 4, "cache_features": True, "precision": "auto", "jit_compile": "auto",
     "output_dir": "saved_models", "run_name": None, "export": False, "tensorboard": False, "cpu": {},

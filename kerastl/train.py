@@ -113,11 +113,12 @@ def fit_stage(
         log(f"stage {stage}: already finished, weights restored from {done.name}")
         return StageResult(stage, 0, 0.0, 0)
     x_train = splits.x_train if x_train is None else x_train
-    steps = epochs * -(-len(x_train) // config["batch_size"])
+    passes = config.get("epoch_passes") or 1  # over the training images per epoch (tiny training sets)
+    steps = epochs * -(-len(x_train) * passes // config["batch_size"])
     _compile(model, learning_rate(lr, config["lr_schedule"], steps), config, has_accelerator)
     x_val = splits.x_val if x_val is None else x_val
     has_val = len(splits.y_val) > 0
-    train = fit_inputs(x_train, splits.y_train, config["batch_size"], shuffle=True, seed=config["seed"])
+    train = fit_inputs(x_train, splits.y_train, config["batch_size"], shuffle=True, seed=config["seed"], passes=passes)
     timer = EpochTimer()
     schedule = "" if config["lr_schedule"] == "constant" else f" ({config['lr_schedule']} schedule)"
     log(f"stage {stage}: {epochs} epoch(s) at lr {lr:g}{schedule}, {_trainable_params(model):,} trainable parameters")
@@ -138,7 +139,7 @@ def fit_stage(
         os.replace(best, done)
     else:
         model.save_weights(done)
-    return StageResult(stage, timer.epochs_done, seconds, len(timer.seconds) * len(x_train), timer.seconds)
+    return StageResult(stage, timer.epochs_done, seconds, len(timer.seconds) * len(x_train) * passes, timer.seconds)
 
 
 def _trainable_params(model: keras.Model) -> int:

@@ -144,6 +144,7 @@ def test_a_failing_run_is_reported_and_the_study_goes_on(tmp_path, capsys, monke
         (["--per-class", "ten"], "--per-class: 'ten' is not a number of images per class or 'all'"),
         (["--seeds", "0"], "--seeds 0: need at least one seed"),
         (["--budget", "huge"], "argument --budget: invalid choice: 'huge'"),
+        (["--contenders", "scratch", "--per-class", "all", "--budget", "quick"], "nothing to train: in the quick budget scratch"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv, message):
@@ -171,3 +172,35 @@ def test_command_line_in_a_real_process():
     bad = run_module("kerastl.compare", "--contenders", "svm")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("kerastl.compare: error: unknown contender 'svm'")
     assert 'kerastl-compare = "kerastl.compare:cli"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_the_quick_plan_trains_small_data_sensibly(tmp_path):
+    import math
+
+    from kerastl import config
+    from kerastl.study import plan
+
+    quick = plan.BUDGETS["quick"]
+    specs = plan.plan(tuple(plan.CONTENDERS), quick.sizes, quick.seeds, quick, tmp_path, has_accelerator=False)
+    names = [s.name for s in specs]
+    assert names[0] == "fashion-pretrain" and len(names) == len(set(names))
+    assert {s.contender for s in specs if s.size == "all"} == {"mlp", "cnn", "feature", "finetune", "fashion-pretrain"}
+    assert sorted(s.seed for s in specs if s.contender == "cnn" and s.size == 10) == [0, 1]
+    assert [s.seed for s in specs if s.contender == "cnn" and s.size == 100] == [0]
+    by_name = {s.name: s.config for s in specs}
+    assert by_name["fashion-n10-s0"]["weights"] == str(tmp_path / "fashion-pretrain" / "backbone.weights.h5")
+    assert by_name["fashion-n10-s0"]["backbone"] == by_name["scratch-n10-s0"]["backbone"] == by_name["fashion-pretrain"]["backbone"]
+    assert by_name["scratch-n10-s0"]["weights"] == "none" and by_name["scratch-n10-s0"]["dataset"] == "mnist"
+    assert by_name["fashion-pretrain"]["dataset"] == "fashion_mnist"
+    for spec in specs:
+        c = spec.config
+        assert config.check(dict(c), "plan")  # every planned value passes the schema
+        if spec.size != "all" and spec.contender != "fashion-pretrain":
+            train_images = 10 * (spec.size - max(1, round(spec.size * c["validation_fraction"])))
+            steps_per_epoch = math.ceil(train_images / c["batch_size"]) * c["epoch_passes"]
+            assert c["per_class"] == spec.size and c["test_limit"] == quick.test_limit and c["seed"] == spec.seed
+            assert 16 <= c["batch_size"] <= train_images and steps_per_epoch >= plan.STEPS_PER_EPOCH
+            assert c["epochs"] * steps_per_epoch >= quick.min_steps or c["epochs"] == quick.max_epochs
+            assert c.get("augment", True) or c["mode"] == "feature"
+    # all images: the contenders' own recipes, untouched
+    assert by_name["finetune-all-s0"] == plan.base_config("finetune", False)

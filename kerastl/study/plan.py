@@ -9,7 +9,7 @@ training length scaled to the data (see `small_data_recipe`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +45,14 @@ LESSON = {  # the lesson's table: epochs to 95 %, final accuracy
 }
 FASHION_PRETRAIN = "fashion-pretrain"  # the run whose backbone the `fashion` contender fine-tunes
 SIZES = (10, 30, 100, 300, 1000, ALL)
-MANY_SEEDS_UP_TO = 300  # sizes above this per class train one seed (their spread is small)
 
 
 @dataclass(frozen=True)
 class Budget:
     name: str
     sizes: tuple
-    seeds: int  # for sizes <= MANY_SEEDS_UP_TO
+    seeds: int  # default --seeds: how many seeds train sizes up to `many_seeds_up_to` per class
+    many_seeds_up_to: int  # larger sizes train seed 0 only (their spread is small, their runs long)
     test_limit: int | None  # test images scored by runs on a per-class budget (None: all 10,000)
     all_contenders: tuple[str, ...]  # contenders that also train on all images
     max_epochs: int  # cap of a small-data run's epochs
@@ -63,11 +63,11 @@ class Budget:
 
 BUDGETS = {
     "quick": Budget(
-        "quick", sizes=(10, 100, 1000, ALL), seeds=2, test_limit=2000, all_contenders=("mlp", "cnn", "feature", "finetune"),
-        max_epochs=40, min_steps=300, pretrain_limit=10_000, pretrain_epochs=3,
+        "quick", sizes=(10, 100, ALL), seeds=2, many_seeds_up_to=10, test_limit=2000,
+        all_contenders=("mlp", "cnn", "feature", "finetune"), max_epochs=40, min_steps=300, pretrain_limit=10_000, pretrain_epochs=2,
     ),
     "full": Budget(
-        "full", sizes=SIZES, seeds=3, test_limit=None, all_contenders=tuple(CONTENDERS),
+        "full", sizes=SIZES, seeds=3, many_seeds_up_to=300, test_limit=None, all_contenders=tuple(CONTENDERS),
         max_epochs=100, min_steps=1000, pretrain_limit=None, pretrain_epochs=None,
     ),
 }
@@ -82,8 +82,9 @@ def reductions(
     notes = []
     if tuple(sizes) != full.sizes:
         notes.append(f"labelled images per class: {', '.join(map(str, sizes))} (full: {', '.join(map(str, full.sizes))})")
-    if seeds < full.seeds:
-        notes.append(f"{seeds} seed{'s' if seeds > 1 else ''} for sizes up to {MANY_SEEDS_UP_TO} per class (full: {full.seeds})")
+    if (seeds, budget.many_seeds_up_to) != (full.seeds, full.many_seeds_up_to):
+        notes.append(f"{seeds} seed{'s' if seeds > 1 else ''} for sizes up to {budget.many_seeds_up_to} per class, one seed above "
+                     f"(full: {full.seeds} seeds up to {full.many_seeds_up_to} per class)")
     if test_limit:
         notes.append(f"every run is scored on the first {test_limit:,} test images only")
     elif budget.test_limit:
@@ -117,7 +118,6 @@ class RunSpec:
     config: dict[str, Any]
     needs: str | None = None  # a run that must finish first
     estimate_s: float = 0.0  # rough seconds on a 2-core CPU, for the progress line
-    notes: list[str] = field(default_factory=list)
 
 
 def parse_sizes(values: list[str]) -> tuple:
@@ -143,8 +143,8 @@ def check_contenders(names: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def seeds_for(size, seeds: int) -> range:
-    return range(seeds) if size != ALL and size <= MANY_SEEDS_UP_TO else range(1)
+def seeds_for(size, seeds: int, budget: Budget) -> range:
+    return range(seeds) if size != ALL and size <= budget.many_seeds_up_to else range(1)
 
 
 def size_key(size) -> str:
@@ -156,24 +156,32 @@ def base_config(mode: str, has_accelerator: bool, overrides: dict[str, Any] | No
     return config_module.resolve(mode, None, overrides or {}, has_accelerator)
 
 
+STEPS_PER_EPOCH = 30  # a small-data epoch: enough steps to pay for its validation and checkpoints
+
+
 def small_data_recipe(config: dict[str, Any], train_images: int, budget: Budget) -> dict[str, Any]:
-    """Batch size, epochs and patience for a small training set, so it gets enough optimiser steps.
+    """Batch size, passes per epoch, epochs and patience for a small training set.
 
     A recipe made for 54,000 images starves 90 of them (batch 128: one step per epoch). Here the
-    batch shrinks to give about 10 steps per epoch (16 at least), the epochs grow until the run
-    reaches `budget.min_steps` steps (up to `budget.max_epochs`), early stopping waits longer,
-    and augmentation is on where the model has it.
+    batch shrinks to give about 10 steps per pass over the images (16 images at least), an epoch
+    makes several passes so it has at least STEPS_PER_EPOCH steps (validation, checkpoints and the
+    backup after every epoch cost the same for 6 steps as for 600), and the run gets
+    `budget.min_steps` optimiser steps (at most `budget.max_epochs` epochs), with early stopping on
+    the validation images of the same budget. Augmentation is on where the model has it.
     """
     batch = min(config["batch_size"], max(16, 2 ** int(math.log2(max(1, train_images // 10)))))
-    steps_per_epoch = math.ceil(train_images / batch)
-    epochs = min(budget.max_epochs, max(config["epochs"], math.ceil(budget.min_steps / steps_per_epoch)))
+    steps_per_pass = math.ceil(train_images / batch)
+    passes = max(1, math.ceil(STEPS_PER_EPOCH / steps_per_pass))
+    steps_per_epoch = steps_per_pass * passes
+    epochs = min(budget.max_epochs, max(5, math.ceil(budget.min_steps / steps_per_epoch)))
     changes: dict[str, Any] = {
         "batch_size": batch,
+        "epoch_passes": passes,
         "epochs": epochs,
-        "patience": max(config["patience"], min(10, epochs // 4)),
+        "patience": max(config["patience"], epochs // 3),
     }
     if config["mode"] in ("finetune", "partial"):  # the head stage: a quarter of the steps
-        changes["head_epochs"] = min(budget.max_epochs // 4, max(config["head_epochs"], math.ceil(budget.min_steps / 4 / steps_per_epoch)))
+        changes["head_epochs"] = max(1, min(budget.max_epochs // 4, math.ceil(budget.min_steps / 4 / steps_per_epoch)))
     if "augment" in config_module.SCHEMA and config["mode"] != "feature":  # features are computed once: nothing to augment
         changes["augment"] = True
     return changes
@@ -196,7 +204,7 @@ def plan(
         for size in sorted(sizes, key=lambda s: (s != ALL, s if s != ALL else 0)):
             if size == ALL and name not in budget.all_contenders:
                 continue
-            for seed in seeds_for(size, seeds):
+            for seed in seeds_for(size, seeds, budget):
                 specs.append(_run(name, size, seed, budget, study_dir, has_accelerator, imagenet, domain, test_limit, max_epochs))
     for spec in specs:
         spec.estimate_s = estimate_seconds(spec)
@@ -248,22 +256,22 @@ def _cap(config: dict[str, Any], max_epochs: int | None) -> dict[str, Any]:
     return config
 
 
-# Rough training speeds on the 2-core CPU (images per second, training / test prediction) and fixed
-# costs (start, compilation, figures), measured on the project's machine; only the progress line's
-# estimate uses them, corrected by the speed of the runs already done.
-SPEED = {"mlp": (6000, 20000, 4), "cnn": (900, 4000, 8), "feature": (3000, 250, 10), "finetune": (500, 900, 35), "pretrain": (450, 900, 35)}
+# Rough speeds on the 2-core CPU (training images/s, test images/s, fixed seconds for start-up,
+# compilation and figures), from runs on the project's shared machine; only the progress line's
+# estimate uses them, and it corrects them by the pace of the runs already done.
+SPEED = {"mlp": (7000, 20000, 3), "cnn": (1000, 5000, 6), "efficientnet_lite0": (600, 1500, 30), "resnet18": (250, 1000, 25)}
+FEATURE_EXTRACTION = 700  # images/s through EfficientNet-Lite0 at the feature config's 64 px (README: 88 s for 60,000)
 
 
 def estimate_seconds(spec: RunSpec) -> float:
     config = spec.config
-    train_speed, test_speed, fixed = SPEED.get(config["mode"], SPEED["finetune"])
-    if spec.size == ALL:
-        train_images = min(config.get("limit") or 54_000, 54_000)
-    else:
-        train_images = 10 * spec.size * 0.9
-    epochs = config["epochs"] + (config["head_epochs"] if config["mode"] in ("finetune", "partial") else 0)
+    mode = config["mode"]
+    train_speed, test_speed, fixed = SPEED.get(mode, SPEED.get(config.get("backbone"), SPEED["efficientnet_lite0"]))
+    images = min(config.get("limit") or 54_000, 54_000) if spec.size == ALL else 10 * spec.size * 0.9
+    epochs = config["epochs"] + (config["head_epochs"] if mode in ("finetune", "partial") else 0)
     epochs *= 0.7 if spec.size != ALL else 1.0  # early stopping
     test_images = config["test_limit"] or 10_000
-    if config["mode"] == "feature":  # features of train, validation and test once; the head is cheap
-        return fixed + (train_images / 0.9 + test_images) / test_speed + train_images * epochs / train_speed
-    return fixed + train_images * epochs / train_speed + test_images / test_speed + epochs * 0.3
+    if mode == "feature":  # features of the train, validation and test images once; the head is cheap
+        return fixed + (images / 0.9 + test_images) / FEATURE_EXTRACTION + 0.5 * epochs
+    seen = images * (config.get("epoch_passes") or 1) * epochs
+    return fixed + seen / train_speed + test_images / test_speed + 0.5 * epochs

@@ -291,7 +291,8 @@ def build(study_dir: Path, command: str, log=print) -> Path:
         "",
         f"Command: `{command}`  ",
         f"Budget: **{study['budget']}**; contenders: {', '.join(study['contenders'])}; labelled images per class: "
-        f"{', '.join(map(str, study['sizes']))}; seeds: {study['seeds']} (for sizes up to 300 per class; larger sizes train seed 0).  ",
+        f"{', '.join(map(str, study['sizes']))}; {study['seeds']} seed(s) for sizes up to {study['many_seeds_up_to']} per class, "
+        "seed 0 above.  ",
         f"Runs: {len(rows)} ({len(rows) - len(failed)} finished, {len(failed)} failed); total training wall time "
         f"{seconds(sum(r['wall_seconds'] or 0 for r in rows))}.",
         "",
