@@ -237,7 +237,7 @@ def findings(rows: list[Row]) -> list[str]:
         won = [s for s in small if mean("finetune", s) is not None and mean("cnn", s) is not None and mean("finetune", s) > mean("cnn", s)]
         lost = [s for s in small if mean("finetune", s) is not None and mean("cnn", s) is not None and mean("finetune", s) <= mean("cnn", s)]
         for s in small:
-            if mean("finetune", s) is not None and mean("cnn", s) is not None:
+            if s != size and mean("finetune", s) is not None and mean("cnn", s) is not None:  # `size` was said above
                 out.append(
                     f"With {s} labelled images per class, fine-tuned ImageNet transfer scored {pct(mean('finetune', s), 1)} "
                     f"and the CNN from scratch {pct(mean('cnn', s), 1)} ({100 * (mean('finetune', s) - mean('cnn', s)):+.1f} pp)."
