@@ -15,6 +15,7 @@ after it, so the file always tells one timeline.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import math
 import time
@@ -23,6 +24,7 @@ from typing import Any
 
 import keras
 
+from kerastl.errors import UserError
 from kerastl.files import atomic_write_text
 
 COLUMNS = ("stage", "epoch", "stage_epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
@@ -62,7 +64,11 @@ def clock_of(run_dir: Path) -> RunClock:
 
 def tensorboard_callbacks(run_dir: Path, stage: str, enabled: bool) -> list[keras.callbacks.Callback]:
     """`--tensorboard`: Keras' TensorBoard callback logging into `<run>/tensorboard/<stage>`."""
-    return [keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard" / stage))] if enabled else []
+    if not enabled:
+        return []
+    if importlib.util.find_spec("tensorboard") is None:  # TensorFlow writes summaries only with it
+        raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard (or kerastl[tensorboard])")
+    return [keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard" / stage))]
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:

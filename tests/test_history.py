@@ -70,3 +70,30 @@ def test_the_run_clock_is_found_by_run_folder(tmp_path):
     clock = history.start_clock(tmp_path)
     assert history.clock_of(tmp_path) is clock
     assert history.clock_of(tmp_path / "other") is not clock
+
+
+def test_a_fit_run_records_history_milestones_and_tensorboard(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    from kerastl import fit
+    from kerastl.cli import run_cli
+
+    argv = ["--mode", "mlp", "--epochs", "2", "--limit", "300", "--test-limit", "100", "--tensorboard",
+            "--output-dir", str(tmp_path), "--run-name", "r"]
+    code = run_cli("kerastl.fit", lambda: fit.main(argv))
+    err = capsys.readouterr().err
+    if importlib.util.find_spec("tensorboard") is None:
+        assert code == 2 and "--tensorboard needs the tensorboard package" in err and err.count("\n") == 1
+        assert list(tmp_path.iterdir()) == []
+        code = run_cli("kerastl.fit", lambda: fit.main([a for a in argv if a != "--tensorboard"]))
+    else:
+        assert any((tmp_path / "r" / "tensorboard" / "train").rglob("events.out.tfevents.*"))
+    assert code == 0
+    run = tmp_path / "r"
+    rows = read_history(run / "history.csv")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [r["epoch"] for r in rows] == [1, 2] and {r["stage"] for r in rows} == {"train"}
+    assert {k: metrics[k] for k in ("epochs_to_95", "seconds_to_95")} == milestones(rows)
+    assert metrics["trainable_parameters"] == 669_706
+    assert (run / "curves.png").stat().st_size > 10_000 and (run / "confusion.png").stat().st_size > 10_000
