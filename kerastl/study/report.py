@@ -3,6 +3,7 @@ predictions and the test images for the two figures that show digits)."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,10 @@ def efficiency_table(rows: list[Row]) -> tuple[list[str], list[Any], dict[tuple[
     for r in ok:
         table.setdefault((r["contender"], r["per_class"]), []).append(r["test_accuracy"])
     return contenders, sizes, table
+
+
+def _stdev(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 # Formatting -------------------------------------------------------------------------------------
@@ -219,6 +224,12 @@ def findings(rows: list[Row]) -> list[str]:
         never = [r["label"] for r in chosen if r["epochs_to_95"] is None]
         if never:
             out.append(f"Never reached 95 % validation accuracy on {_size_label(size)}: {', '.join(never)}.")
+        epochs = [(r, LESSON.get(CONTENDERS[r["contender"]].lesson or "", (None,))[0]) for r in chosen]
+        out.append(
+            "Epochs to 95 % validation accuracy: "
+            + ", ".join(f"{r['label']} {r['epochs_to_95'] or 'never'}" + (f" (lesson: {lesson})" if lesson else "") for r, lesson in epochs)
+            + "."
+        )
         top = max(chosen, key=lambda r: r["test_accuracy"])
         out.append(f"The best test accuracy on {_size_label(size)} was {pct(top['test_accuracy'])}, by {top['label']}.")
         if "finetune" in by and "cnn" in by:
@@ -234,20 +245,26 @@ def findings(rows: list[Row]) -> list[str]:
     mean = lambda c, s: statistics.mean(table[(c, s)]) if (c, s) in table else None  # noqa: E731
     small = [s for s in sizes if s != ALL]
     if "finetune" in contenders and "cnn" in contenders and small:
-        won = [s for s in small if mean("finetune", s) is not None and mean("cnn", s) is not None and mean("finetune", s) > mean("cnn", s)]
-        lost = [s for s in small if mean("finetune", s) is not None and mean("cnn", s) is not None and mean("finetune", s) <= mean("cnn", s)]
+        verdicts: dict[str, list] = {"ahead": [], "behind": [], "level": []}
         for s in small:
-            if s != size and mean("finetune", s) is not None and mean("cnn", s) is not None:  # `size` was said above
+            if mean("finetune", s) is None or mean("cnn", s) is None:
+                continue
+            diff = 100 * (mean("finetune", s) - mean("cnn", s))
+            # noise: the spread over seeds, or twice the test-set sampling error of the difference
+            n = next(r["test_images"] for r in _ok(rows) if r["per_class"] == s)
+            sampling = 200 * math.sqrt(sum(mean(c, s) * (1 - mean(c, s)) for c in ("finetune", "cnn")) / n)
+            spread = max(100 * max(_stdev(table[("finetune", s)]), _stdev(table[("cnn", s)])), sampling)
+            verdict = "level" if abs(diff) <= spread else ("ahead" if diff > 0 else "behind")
+            verdicts[verdict].append(s)
+            if s != size:  # the size of the lesson table was said above
+                note = f", within the noise of {spread:.1f} pp: seed spread or test-set sampling" if verdict == "level" else ""
                 out.append(
                     f"With {s} labelled images per class, fine-tuned ImageNet transfer scored {pct(mean('finetune', s), 1)} "
-                    f"and the CNN from scratch {pct(mean('cnn', s), 1)} ({100 * (mean('finetune', s) - mean('cnn', s)):+.1f} pp)."
+                    f"and the CNN from scratch {pct(mean('cnn', s), 1)} ({diff:+.1f} pp{note})."
                 )
-        if lost and not won:
-            out.append("Transfer did not beat the CNN from scratch at any small data size measured here.")
-        elif lost:
-            out.append(f"Transfer won at {', '.join(map(str, won))} per class and did not at {', '.join(map(str, lost))} per class.")
-        else:
-            out.append("Transfer beat the CNN from scratch at every small data size measured here.")
+        said = [f"{k} at {', '.join(map(str, v))} per class" for k, v in verdicts.items() if v]
+        if said:
+            out.append("Against the CNN from scratch on small data, transfer was " + "; ".join(said).replace("level", "level (within the noise)") + ".")
     if "fashion" in contenders and "scratch" in contenders:
         for s in sizes:
             if mean("fashion", s) is not None and mean("scratch", s) is not None:
