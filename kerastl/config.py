@@ -49,6 +49,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = 
     "lr_schedule": ((str,), _one_of("constant", "cosine"), "constant, or cosine decay after a 10 % warm-up"),
     "weight_decay": ((int, float), lambda v: v >= 0, "AdamW weight decay"),
     "limit": ((int,), _positive, "train on a seeded subset of N images"),
+    "per_class": ((int,), _positive, "train on N labelled images per class (validation drawn from them), seeded"),
+    "epoch_passes": ((int,), _positive, "passes over the training images per epoch (more steps per epoch for tiny sets)"),
     "test_limit": ((int,), _positive, "score only the first N test images (smoke tests)"),
     "validation_fraction": ((int, float), _fraction, "share of the train split held out for validation"),
     "seed": ((int,), lambda v: v >= 0, "seed for splits, shuffling and initialisation"),
@@ -63,15 +65,16 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = 
     "output_dir": ((str,), None, "where run folders are written"),
     "run_name": ((str,), lambda v: bool(v) and "/" not in v, "name of the run folder"),
     "export": ((bool,), None, "export SavedModel and TFLite after training"),
+    "tensorboard": ((bool,), None, "log to <run>/tensorboard with Keras' TensorBoard callback"),
     "cpu": ((dict,), None, "overrides applied when no accelerator is present"),
 }
 
 DEFAULTS: dict[str, Any] = {
     "dataset": "mnist", "data_dir": None, "epochs": 10, "head_epochs": 1, "batch_size": 128, "lr": 1e-3,
-    "finetune_lr": None, "lr_schedule": "constant", "weight_decay": 0.0, "limit": None, "test_limit": None, "validation_fraction": 0.1,
+    "finetune_lr": None, "lr_schedule": "constant", "weight_decay": 0.0, "limit": None, "per_class": None, "epoch_passes": 1, "test_limit": None, "validation_fraction": 0.1,
     "seed": 0, "patience": 3, "dropout": 0.2, "backbone": "efficientnet_lite0", "weights": "imagenet",
     "img_size": None, "unfreeze": 4, "precision": "auto", "jit_compile": "auto",
-    "output_dir": "saved_models", "run_name": None, "export": False, "cpu": {},
+    "output_dir": "saved_models", "run_name": None, "export": False, "tensorboard": False, "cpu": {},
 }
 
 
@@ -134,8 +137,8 @@ def resolve(mode: str, config_path: str | Path | None, overrides: dict[str, Any]
 # The keys a command-line flag or a keyword of `kerastl.run` may set (same names, same checks).
 OPTIONS = (
     "dataset", "data_dir", "epochs", "head_epochs", "batch_size", "lr", "finetune_lr", "lr_schedule", "limit",
-    "test_limit", "seed", "backbone", "weights", "img_size", "unfreeze", "precision", "output_dir", "run_name",
-    "export",
+    "per_class", "test_limit", "seed", "backbone", "weights", "img_size", "unfreeze", "precision", "output_dir", "run_name",
+    "export", "tensorboard",
 )
 
 

@@ -31,6 +31,7 @@ def build_parser() -> OneLineParser:
                    help="learning rate of the fine-tuning stage (default: the config's, lr/10 if it sets none)")
     p.add_argument("--lr-schedule", help="constant, or cosine decay after a 10 %% warm-up")
     p.add_argument("--limit", type=int, help="train on a seeded subset of N training images")
+    p.add_argument("--per-class", type=int, help="train on N labelled images per class, balanced and seeded (10 %% of them validate)")
     p.add_argument("--test-limit", type=int, help="score only the first N test images (smoke tests)")
     p.add_argument("--seed", type=int)
     p.add_argument("--backbone", help="efficientnet_lite0, resnet18, resnet50 or mobilenet_v2")
@@ -44,6 +45,7 @@ def build_parser() -> OneLineParser:
                    help="continue an interrupted run (--run-name, else the newest unfinished one of --mode) "
                         "with its recorded config")
     p.add_argument("--export", action="store_true", default=None, help="export SavedModel and TFLite afterwards")
+    p.add_argument("--tensorboard", action="store_true", default=None, help="log to <run>/tensorboard for TensorBoard")
     return p
 
 

@@ -24,11 +24,13 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
-from kerastl import resume, runs, runtime
+from kerastl import evaluation, history, plots, resume, runs, runtime
 from kerastl.backbones import BACKBONES, backbone_blocks
 from kerastl.data import fit_inputs, load_arrays, make_splits, validation_data
 from kerastl.data.splits import Splits
+from kerastl.errors import first_line
 from kerastl.files import atomic_path
+from kerastl.config import TRANSFER_MODES
 from kerastl.models import BUILDERS, build_transfer_model
 
 Log = Callable[[str], None]
@@ -68,7 +70,7 @@ def standard_callbacks(stage_dir: Path, run_dir: Path, has_val: bool, patience: 
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=patience),  # best weights: from the checkpoint
         resume.best_checkpoint(stage_dir, monitor),
-        keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY), append=True),
+        history.HistoryWriter(run_dir / runs.HISTORY, stage_dir.name, history.clock_of(run_dir)),
     ]
 
 
@@ -111,12 +113,14 @@ def fit_stage(
         log(f"stage {stage}: already finished, weights restored")
         return StageResult(stage, **state.finished)
     x_train = splits.x_train if x_train is None else x_train
+    passes = config.get("epoch_passes") or 1  # over the training images per epoch (tiny training sets)
     x_val = splits.x_val if x_val is None else x_val
     has_val = len(splits.y_val) > 0
-    steps = epochs * -(-len(x_train) // config["batch_size"])
+    steps = epochs * -(-len(x_train) * passes // config["batch_size"])
     _compile(model, learning_rate(lr, config["lr_schedule"], steps), config, has_accelerator)
-    train = fit_inputs(x_train, splits.y_train, config["batch_size"], shuffle=True, seed=config["seed"])
+    train = fit_inputs(x_train, splits.y_train, config["batch_size"], shuffle=True, seed=config["seed"], passes=passes)
     standard = standard_callbacks(stage_dir, run_dir, has_val, config["patience"], config["lr_schedule"] != "constant")
+    standard += history.tensorboard_callbacks(run_dir, stage, config.get("tensorboard", False))
     timer = EpochTimer()
     resume_point = resume.ResumePoint(
         stage_dir, state, [c for c in standard if isinstance(c, tuple(resume.MEMORY))], timer
@@ -140,7 +144,7 @@ def fit_stage(
         model.load_weights(stage_dir / state.best_weights)
         state.weights = state.best_weights
     state.finished = {
-        "epochs": len(timer.seconds), "seconds": round(seconds, 3), "images": len(timer.seconds) * len(x_train),
+        "epochs": len(timer.seconds), "seconds": round(seconds, 3), "images": len(timer.seconds) * len(x_train) * passes,
         "epoch_seconds": [round(s, 3) for s in timer.seconds],
     }
     resume.write_state(stage_dir, state)  # the stage is done: a resume restores state.weights
@@ -227,6 +231,16 @@ def train_stages(model, backbone, splits, config, run_dir, has_accelerator, log,
     return results
 
 
+def run_title(config: dict[str, Any]) -> str:
+    """`finetune efficientnet_lite0 (imagenet, 40 px) on mnist, 100 per class`, for figure titles."""
+    what = config["mode"]
+    if config["mode"] in TRANSFER_MODES:
+        weights = config["weights"] if config["weights"] in ("imagenet", "none", None) else Path(config["weights"]).parent.name
+        what += f" {config['backbone']} ({weights or 'none'} weights, {config['img_size']} px)"
+    data = f"{config['per_class']} per class" if config.get("per_class") else ("all images" if not config["limit"] else f"{config['limit']} images")
+    return f"{what} on {config['dataset']}, {data}"
+
+
 def train(
     config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log = print,
     callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -239,12 +253,14 @@ def train(
     """
     wall_start = time.perf_counter()
     runs.write_config(run_dir, config)  # first: an interrupted run is resumed with it
+    history.start_clock(run_dir)  # the `seconds` column of history.csv counts from here
     keras.utils.set_random_seed(config["seed"])
     policy = runtime.apply_precision(config["precision"], has_accelerator)
 
     # Prepare the data
     arrays = load_arrays(config["dataset"], config["data_dir"], log=log)
-    splits = make_splits(arrays, config["validation_fraction"], config["limit"], config["test_limit"], config["seed"])
+    splits = make_splits(arrays, config["validation_fraction"], config["limit"], config["test_limit"], config["seed"],
+                         per_class=config.get("per_class"))
     log(f"data: splits {splits.sizes()} (seed {config['seed']})")
 
     # Build the model
@@ -255,8 +271,8 @@ def train(
 
     # Evaluate on the whole test split
     _compile(model, config["lr"], config, has_accelerator)
-    test = fit_inputs(splits.x_test, splits.y_test, config["batch_size"], shuffle=False, seed=0)
-    test_loss, test_accuracy = model.evaluate(**test, verbose=0)
+    probabilities = evaluation.predict(model, splits.x_test, config["batch_size"])  # one pass: numbers and figures
+    test_accuracy, test_loss = evaluation.score(probabilities, splits.y_test)
     log(f"test: accuracy {test_accuracy:.4f}, loss {test_loss:.4f} on {len(splits.y_test)} images")
 
     # Write the run: the model, then the metrics (which mark it finished); drop the resume state
@@ -266,14 +282,20 @@ def train(
         with atomic_path(run_dir / runs.BACKBONE_WEIGHTS, suffix=".weights.h5") as tmp:
             backbone.save_weights(tmp)
         log(f"pretrain: backbone weights saved; transfer them with --weights {run_dir / runs.BACKBONE_WEIGHTS}")
-    metrics = _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy)
+    evaluation.save_predictions(run_dir, splits.y_test, probabilities)
+    epochs = history.read_history(run_dir / runs.HISTORY)
+    try:  # a figure that fails to draw must not cost the trained run
+        plots.write_run_figures(run_dir, epochs, splits.y_test, probabilities.argmax(axis=1), run_title(config))
+    except Exception as exc:
+        log(f"figures: not drawn ({first_line(exc)})")
+    metrics = _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy, epochs)
     metrics["wall_seconds"] = round(time.perf_counter() - wall_start, 3)
     runs.write_metrics(run_dir, metrics)
     runs.remove_scaffolding(run_dir)
     return runs.Run(run_dir, config, metrics, runs.read_history(run_dir), model)
 
 
-def _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy) -> dict[str, Any]:
+def _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy, epochs) -> dict[str, Any]:
     train_seconds = sum(s.seconds for s in stages)
     trained_images = sum(s.images for s in stages if s.name != "feature_extraction")
     metrics = {
@@ -288,6 +310,8 @@ def _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, 
         "train_seconds": round(train_seconds, 3),
         "images_per_second": round(trained_images / train_seconds, 1) if train_seconds else None,
         "parameters": int(model.count_params()),
+        "trainable_parameters": _trainable_params(model),  # in the last stage
+        **history.milestones(epochs),  # epochs_to_95, seconds_to_95 (validation accuracy)
         "backend": runtime.backend(),
         "device": runtime.device_description(),
         "precision": policy,

@@ -36,9 +36,10 @@ def test_mlp_run_beats_chance_and_writes_the_run_folder(tmp_path, capsys):
     assert metrics["backend"] == backend() and metrics["epochs_run"] == {"train": 2}
     assert metrics["parameters"] == 669_706 and metrics["images_per_second"] > 0
     # only what a user needs remains: no resume state, no lock, no stray weights
-    assert {p.name for p in run.iterdir() if p.suffix != ".png"} == {"model.keras", "history.csv", "metrics.json", "config.yaml"}
+    assert {p.name for p in run.iterdir()} == {
+        "model.keras", "history.csv", "metrics.json", "config.yaml", "curves.png", "confusion.png", "test_predictions.npz"}
     with open(run / "history.csv") as f:
-        assert len(list(csv.DictReader(f))) == 2
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
 
 
 def test_finetune_short_run_beats_chance(tmp_path, capsys):

@@ -21,11 +21,15 @@ def tensorflow_available() -> bool:
 
 
 def make_dataset(
-    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = False, seed: int = 0, cache: bool = True
+    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = False, seed: int = 0, cache: bool = True, passes: int = 1
 ) -> Any:
-    """A `tf.data.Dataset` of (uint8 images, int labels) batches, or the arrays when TF is absent."""
+    """A `tf.data.Dataset` of (uint8 images, int labels) batches, or the arrays when TF is absent.
+
+    `passes` > 1 goes over the images that many times per epoch (reshuffled each time), so a tiny
+    training set makes enough steps per epoch to pay for the per-epoch work (validation, checkpoints).
+    """
     if not tensorflow_available():
-        return x, y
+        return (np.concatenate([x] * passes), np.concatenate([y] * passes)) if passes > 1 else (x, y)
     import keras
     import tensorflow as tf
 
@@ -36,6 +40,8 @@ def make_dataset(
         ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    if passes > 1:
+        ds = ds.repeat(passes)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -47,9 +53,9 @@ def _keep_tensorflow_off_the_gpu(tf) -> None:
         pass
 
 
-def fit_inputs(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> dict:
+def fit_inputs(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, passes: int = 1) -> dict:
     """Keyword arguments for `model.fit` / `model.evaluate`: a dataset, or arrays plus batch size."""
-    data = make_dataset(x, y, batch_size, shuffle=shuffle, seed=seed)
+    data = make_dataset(x, y, batch_size, shuffle=shuffle, seed=seed, passes=passes)
     if isinstance(data, tuple):
         return {"x": data[0], "y": data[1], "batch_size": batch_size}
     return {"x": data}

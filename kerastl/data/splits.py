@@ -28,14 +28,21 @@ def make_splits(
     limit: int | None = None,
     test_limit: int | None = None,
     seed: int = 0,
+    per_class: int | None = None,
 ) -> Splits:
     """Shuffle the official train split with `seed`, carve validation, then keep `limit` train images.
 
     With `limit`, validation shrinks in proportion (`validation_fraction` of limit, at least 10) so a
-    quick run stays quick. `test_limit` keeps the first N test images (for smoke tests only; the
+    quick run stays quick. `per_class` instead draws a class-balanced subset (see `balanced_indices`).
+    `test_limit` keeps the first N test images (for smoke tests only; the
     metrics of a run record how many test images were scored).
     """
     x, y = arrays["x_train"], arrays["y_train"]
+    if per_class is not None:
+        if limit is not None:
+            raise UserError("use --limit or --per-class, not both")
+        val_idx, train_idx = balanced_indices(y, per_class, validation_fraction, seed)
+        return _split(arrays, train_idx, val_idx, test_limit)
     order = np.random.default_rng(seed).permutation(len(y))
     if limit is None:
         n_val = int(round(len(y) * validation_fraction))
@@ -52,7 +59,37 @@ def make_splits(
                 f"--limit {limit} plus {n_val} validation images exceeds the {len(y)} training images; "
                 f"use --limit {most} or less"
             )
-    val_idx, train_idx = order[:n_val], order[n_val : n_val + n_train]
+    return _split(arrays, order[n_val : n_val + n_train], order[:n_val], test_limit)
+
+
+def balanced_indices(y: np.ndarray, per_class: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, train) indices: `per_class` labelled images of every class, seeded.
+
+    Validation comes out of the same budget: `validation_fraction` of it per class, at least one
+    image per class (none if the fraction is 0), so a study at N images per class never sees more
+    than N labels of a class. Both index arrays are shuffled.
+    """
+    classes, counts = np.unique(y, return_counts=True)
+    smallest = int(counts.min())
+    if per_class > smallest:
+        raise UserError(
+            f"--per-class {per_class} is more than class {classes[counts.argmin()]} has ({smallest} training images); "
+            f"use at most {smallest}, or leave --per-class out to train on all images"
+        )
+    n_val = max(1, int(round(per_class * validation_fraction))) if validation_fraction > 0 else 0
+    if per_class - n_val < 1:
+        raise UserError(f"--per-class {per_class} leaves no training image once {n_val} per class go to validation; use at least {n_val + 1}")
+    rng = np.random.default_rng(seed)
+    val, train = [], []
+    for c in classes:
+        chosen = rng.permutation(np.flatnonzero(y == c))[:per_class]
+        val.append(chosen[:n_val])
+        train.append(chosen[n_val:])
+    return rng.permutation(np.concatenate(val)), rng.permutation(np.concatenate(train))
+
+
+def _split(arrays: dict[str, np.ndarray], train_idx: np.ndarray, val_idx: np.ndarray, test_limit: int | None) -> Splits:
+    x, y = arrays["x_train"], arrays["y_train"]
     x_test, y_test = arrays["x_test"], arrays["y_test"]
     if test_limit is not None:
         x_test, y_test = x_test[:test_limit], y_test[:test_limit]

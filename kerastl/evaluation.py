@@ -1,0 +1,55 @@
+"""Scoring on the test split from one pass of predictions, kept with the run for its figures.
+
+One `predict` gives the accuracy, the loss and the confusion matrix, instead of an `evaluate` for
+the numbers and a second pass for the figures (on a CPU, a backbone's pass over 10,000 test images
+costs as much as a small-data training run).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from kerastl.files import atomic_path
+
+PREDICTIONS = "test_predictions.npz"  # in the run folder: y_true, y_pred, confidence
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Class probabilities for `x`, shape (N, classes), float32."""
+    from kerastl.data import make_dataset
+
+    data = make_dataset(x, np.zeros(len(x), "int64"), batch_size)
+    if isinstance(data, tuple):  # no TensorFlow: plain arrays
+        data = data[0]
+    return np.asarray(model.predict(data, batch_size=batch_size if isinstance(data, np.ndarray) else None, verbose=0), "float32")
+
+
+def score(probabilities: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy), as Keras computes them (probabilities clipped to [1e-7, 1-1e-7])."""
+    p = np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1 - 1e-7)
+    accuracy = float(np.mean(np.argmax(probabilities, axis=1) == y)) if len(y) else 0.0
+    return accuracy, float(-np.mean(np.log(p))) if len(y) else 0.0
+
+
+def save_predictions(run_dir: Path, y_true: np.ndarray, probabilities: np.ndarray) -> None:
+    with atomic_path(Path(run_dir) / PREDICTIONS, suffix=".npz") as tmp:
+        np.savez_compressed(
+            tmp, y_true=y_true.astype("uint8"), y_pred=np.argmax(probabilities, axis=1).astype("uint8"),
+            confidence=probabilities.max(axis=1).astype("float16"),
+        )
+
+
+def load_predictions(run_dir: Path) -> dict[str, np.ndarray]:
+    """{"y_true", "y_pred", "confidence"} for the first N test images the run scored."""
+    with np.load(Path(run_dir) / PREDICTIONS) as data:
+        return {k: data[k] for k in data.files}
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int = 10) -> np.ndarray:
+    """Counts, rows = true class, columns = predicted class."""
+    matrix = np.zeros((classes, classes), "int64")
+    np.add.at(matrix, (y_true.astype("int64"), y_pred.astype("int64")), 1)
+    return matrix

@@ -1,0 +1,1 @@
+"""A comparison study of the contenders: plan, run, results and report (see kerastl.compare)."""
