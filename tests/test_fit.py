@@ -102,7 +102,7 @@ def test_resume_after_interruption_loses_no_epoch(tmp_path, capsys):
     code, out, err = _fit(["--resume", "--run-name", "r", "--output-dir", str(tmp_path)], capsys)
     assert code == 0, err
     assert "continuing after epoch 2" in out
-    assert [row["epoch"] for row in _history(run)] == [0, 1, 2, 3]  # 0-1 from the first run, 2-3 after resuming
+    assert [row["epoch"] for row in _history(run)] == [1, 2, 3, 4]  # 1-2 from the first run, 3-4 after resuming
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_run"] == {"train": 4} and len(metrics["epoch_seconds"]["train"]) == 4
     assert not (run / "backup").exists()
