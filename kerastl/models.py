@@ -9,7 +9,7 @@ import keras
 from keras import layers
 
 from kerastl.backbones import BACKBONES, build_backbone
-from kerastl.preprocessing import pixel_adapter, pixels_input
+from kerastl.preprocessing import augmentation, pixel_adapter, pixels_input
 
 NUM_CLASSES = 10
 # Keras' default 0.99 lets the moving statistics lag far behind the weights in short runs (a
@@ -29,10 +29,16 @@ def _classifier(x, dropout: float):
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
 
 
-def build_mlp(hidden: tuple[int, ...] = (512, 512), dropout: float = 0.2) -> keras.Model:
-    """784-512-512-10 with dropout."""
+def _raw_pixels(augment: bool):
+    """The model input and, with `augment`, the random shifts, rotations and zooms after it."""
     inputs = pixels_input()
-    x = pixel_adapter(inputs, mean=MNIST_MEAN, std=MNIST_STD)
+    return inputs, (augmentation(inputs) if augment else inputs)
+
+
+def build_mlp(hidden: tuple[int, ...] = (512, 512), dropout: float = 0.2, augment: bool = False) -> keras.Model:
+    """784-512-512-10 with dropout."""
+    inputs, x = _raw_pixels(augment)
+    x = pixel_adapter(x, mean=MNIST_MEAN, std=MNIST_STD)
     x = layers.Flatten(name="flatten")(x)
     for i, units in enumerate(hidden):
         x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
@@ -40,10 +46,10 @@ def build_mlp(hidden: tuple[int, ...] = (512, 512), dropout: float = 0.2) -> ker
     return keras.Model(inputs, _classifier(x, 0.0), name="mlp")
 
 
-def build_cnn(filters: tuple[int, ...] = (32, 64), dense: int = 128, dropout: float = 0.25) -> keras.Model:
+def build_cnn(filters: tuple[int, ...] = (32, 64), dense: int = 128, dropout: float = 0.25, augment: bool = False) -> keras.Model:
     """Two blocks of (conv-BN-ReLU) x2 + max-pool, then a dense layer and the classifier."""
-    inputs = pixels_input()
-    x = pixel_adapter(inputs, mean=MNIST_MEAN, std=MNIST_STD)
+    inputs, x = _raw_pixels(augment)
+    x = pixel_adapter(x, mean=MNIST_MEAN, std=MNIST_STD)
     for block, n in enumerate(filters):
         for i in range(2):
             x = layers.Conv2D(
@@ -62,7 +68,7 @@ def build_cnn(filters: tuple[int, ...] = (32, 64), dense: int = 128, dropout: fl
 
 def build_transfer_model(
     backbone: str, img_size: int | None = None, weights: str | None = "imagenet", dropout: float = 0.2,
-    backbone_inference_mode: bool = True, log=print,
+    backbone_inference_mode: bool = True, augment: bool = False, log=print,
 ) -> tuple[keras.Model, keras.Model]:
     """A pretrained backbone behind the pixel adapter, with a new `Dense(10)` head.
 
@@ -73,8 +79,8 @@ def build_transfer_model(
     """
     spec = BACKBONES[backbone]
     size = img_size or spec.input_size
-    inputs = pixels_input()
-    x = pixel_adapter(inputs, size, rgb=True, mean=spec.mean, std=spec.std)
+    inputs, x = _raw_pixels(augment)
+    x = pixel_adapter(x, size, rgb=True, mean=spec.mean, std=spec.std)
     base = build_backbone(backbone, size, weights, log=log)
     base.trainable = False
     x = base(x, training=False) if backbone_inference_mode else base(x)

@@ -38,6 +38,15 @@ def pixel_adapter(
     return x
 
 
+def augmentation(x):
+    """Random shifts (up to 10 % of the side), rotations (up to ~11 degrees) and zooms (up to 10 %)
+    of the raw digit, as Keras layers: active in `fit` only, identity at inference and in every
+    exported model. Never flips: a mirrored digit is another digit or none."""
+    x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", name="augment_shift")(x)
+    x = layers.RandomRotation(0.03, fill_mode="constant", name="augment_rotate")(x)
+    return layers.RandomZoom(0.1, fill_mode="constant", name="augment_zoom")(x)
+
+
 def pixels_input() -> keras.KerasTensor:
     """The model input: raw pixel values 0..255 (any numeric dtype is cast to float32)."""
     return keras.Input(MNIST_SHAPE, dtype="float32", name="pixels")
