@@ -4,14 +4,15 @@ import numpy as np
 import keras
 
 from kerastl.losses import SparseCrossentropy, training_loss
-from kerastl.models import build_cnn
+from kerastl.models import build_cnn, build_mlp
 
 
 def test_augmentation_changes_training_inputs_only():
     keras.utils.set_random_seed(0)
-    plain, augmented = build_cnn(), build_cnn(augment=True)
+    plain, augmented = build_mlp(), build_mlp(augment=True)
     augmented.set_weights(plain.get_weights())  # augmentation layers hold no weights
     assert [layer.name for layer in augmented.layers[1:4]] == ["augment_shift", "augment_rotate", "augment_zoom"]
+    assert [layer.name for layer in build_cnn(augment=True).layers[1:3]] == ["augment_shift", "rescale"]
     x = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype("float32")
     at_inference = keras.ops.convert_to_numpy(augmented(x, training=False))
     np.testing.assert_allclose(at_inference, keras.ops.convert_to_numpy(plain(x, training=False)), rtol=1e-5, atol=1e-6)
