@@ -56,6 +56,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = 
     "seed": ((int,), lambda v: v >= 0, "seed for splits, shuffling and initialisation"),
     "patience": ((int,), _positive, "early-stopping patience in epochs"),
     "dropout": ((int, float), _fraction, "dropout before the classifier"),
+    "augment": ((bool,), None, "random shifts, rotations and zooms of the training images (never flips)"),
+    "label_smoothing": ((int, float), _fraction, "share of each label spread over the other classes"),
     "backbone": ((str,), None, "pretrained backbone (transfer modes)"),
     "weights": ((str,), None, "imagenet, none, or a .weights.h5 / .pth path"),
     "img_size": ((int,), lambda v: 16 <= v <= 1024, "backbone input size; null = native size on a GPU"),
@@ -72,7 +74,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = 
 DEFAULTS: dict[str, Any] = {
     "dataset": "mnist", "data_dir": None, "epochs": 10, "head_epochs": 1, "batch_size": 128, "lr": 1e-3,
     "finetune_lr": None, "lr_schedule": "constant", "weight_decay": 0.0, "limit": None, "per_class": None, "epoch_passes": 1, "test_limit": None, "validation_fraction": 0.1,
-    "seed": 0, "patience": 3, "dropout": 0.2, "backbone": "efficientnet_lite0", "weights": "imagenet",
+    "seed": 0, "patience": 3, "dropout": 0.2, "augment": False, "label_smoothing": 0.0, "backbone": "efficientnet_lite0", "weights": "imagenet",
     "img_size": None, "unfreeze": 4, "precision": "auto", "jit_compile": "auto",
     "output_dir": "saved_models", "run_name": None, "export": False, "tensorboard": False, "cpu": {},
 }
@@ -138,7 +140,7 @@ def resolve(mode: str, config_path: str | Path | None, overrides: dict[str, Any]
 OPTIONS = (
     "dataset", "data_dir", "epochs", "head_epochs", "batch_size", "lr", "finetune_lr", "lr_schedule", "limit",
     "per_class", "test_limit", "seed", "backbone", "weights", "img_size", "unfreeze", "precision", "output_dir", "run_name",
-    "export", "tensorboard",
+    "export", "tensorboard", "augment", "label_smoothing",
 )
 
 

@@ -6,6 +6,7 @@ the mode's YAML config in configs/; the resolved config is saved with the run.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from kerastl.cli import EXIT_INTERRUPTED, OneLineParser, run_cli
@@ -45,6 +46,9 @@ def build_parser() -> OneLineParser:
                    help="continue an interrupted run (--run-name, else the newest unfinished one of --mode) "
                         "with its recorded config")
     p.add_argument("--export", action="store_true", default=None, help="export SavedModel and TFLite afterwards")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random shifts, rotations and zooms of the training images (never flips)")
+    p.add_argument("--label-smoothing", type=float, help="share of each label spread over the other classes (0-1)")
     p.add_argument("--tensorboard", action="store_true", default=None, help="log to <run>/tensorboard for TensorBoard")
     return p
 

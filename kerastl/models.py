@@ -10,7 +10,7 @@ from keras import layers
 
 from kerastl.backbones import BACKBONES, build_backbone
 from kerastl.layers import BN_MOMENTUM
-from kerastl.preprocessing import pixel_adapter, pixels_input
+from kerastl.preprocessing import augmentation, pixel_adapter, pixels_input
 
 NUM_CLASSES = 10
 # Pixel statistics of the MNIST train split, for models trained from scratch: standardised inputs
@@ -27,10 +27,16 @@ def _classifier(x, dropout: float):
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
 
 
-def build_mlp(hidden: tuple[int, ...] = (512, 512), dropout: float = 0.2) -> keras.Model:
-    """784-512-512-10 with dropout."""
+def _raw_pixels(augment: bool, **strengths):
+    """The model input and, with `augment`, the random shifts, rotations and zooms after it."""
     inputs = pixels_input()
-    x = pixel_adapter(inputs, mean=MNIST_MEAN, std=MNIST_STD)
+    return inputs, (augmentation(inputs, **strengths) if augment else inputs)
+
+
+def build_mlp(hidden: tuple[int, ...] = (512, 512), dropout: float = 0.2, augment: bool = False) -> keras.Model:
+    """784-512-512-10 with dropout."""
+    inputs, x = _raw_pixels(augment)
+    x = pixel_adapter(x, mean=MNIST_MEAN, std=MNIST_STD)
     x = layers.Flatten(name="flatten")(x)
     for i, units in enumerate(hidden):
         x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
@@ -38,29 +44,34 @@ def build_mlp(hidden: tuple[int, ...] = (512, 512), dropout: float = 0.2) -> ker
     return keras.Model(inputs, _classifier(x, 0.0), name="mlp")
 
 
-def build_cnn(filters: tuple[int, ...] = (32, 64), dense: int = 128, dropout: float = 0.25) -> keras.Model:
-    """Two blocks of (conv-BN-ReLU) x2 + max-pool, then a dense layer and the classifier."""
-    inputs = pixels_input()
-    x = pixel_adapter(inputs, mean=MNIST_MEAN, std=MNIST_STD)
+def build_cnn(
+    filters: tuple[int, ...] = (16, 32, 64), dense: int = 128, dropout: float = 0.3, augment: bool = False
+) -> keras.Model:
+    """Three conv-BN-ReLU layers (max-pooled after the first two), a dense layer and the classifier.
+
+    Sized for a laptop: about 2.3 M multiply-adds per image, as many as the keras.io "Simple MNIST
+    convnet" (99.1-99.35 %), but batch norm, a third conv layer at 7x7, a cosine schedule, label
+    smoothing and random shifts carry it to about 99.5 % in 12 epochs (see configs/cnn.yaml).
+    """
+    inputs, x = _raw_pixels(augment, shift=0.08, rotation=0.0, zoom=0.0)
+    x = pixel_adapter(x, mean=MNIST_MEAN, std=MNIST_STD)
     for block, n in enumerate(filters):
-        for i in range(2):
-            x = layers.Conv2D(
-                n, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"block{block}_conv{i}"
-            )(x)
-            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{block}_bn{i}")(x)
-            x = layers.ReLU(name=f"block{block}_relu{i}")(x)
-        x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
-        x = layers.Dropout(dropout, name=f"block{block}_dropout")(x)
+        x = layers.Conv2D(n, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"conv{block}")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{block}")(x)
+        x = layers.ReLU(name=f"relu{block}")(x)
+        if block < len(filters) - 1:
+            x = layers.MaxPooling2D(name=f"pool{block}")(x)
     x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(dense, use_bias=False, kernel_initializer="he_normal", name="dense")(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="dense_bn")(x)
     x = layers.ReLU(name="dense_relu")(x)
-    return keras.Model(inputs, _classifier(x, 0.5), name="cnn")
+    return keras.Model(inputs, _classifier(x, dropout), name="cnn")
 
 
 def build_transfer_model(
     backbone: str, img_size: int | None = None, weights: str | None = "imagenet", dropout: float = 0.2,
-    backbone_inference_mode: bool = True, log=print,
+    backbone_inference_mode: bool = True, augment: bool = False, log=print,
 ) -> tuple[keras.Model, keras.Model]:
     """A pretrained backbone behind the pixel adapter, with a new `Dense(10)` head.
 
@@ -71,8 +82,8 @@ def build_transfer_model(
     """
     spec = BACKBONES[backbone]
     size = img_size or spec.input_size
-    inputs = pixels_input()
-    x = pixel_adapter(inputs, size, rgb=True, mean=spec.mean, std=spec.std)
+    inputs, x = _raw_pixels(augment)
+    x = pixel_adapter(x, size, rgb=True, mean=spec.mean, std=spec.std)
     base = build_backbone(backbone, size, weights, log=log)
     base.trainable = False
     x = base(x, training=False) if backbone_inference_mode else base(x)

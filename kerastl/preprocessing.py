@@ -38,6 +38,20 @@ def pixel_adapter(
     return x
 
 
+def augmentation(x, shift: float = 0.1, rotation: float = 0.03, zoom: float = 0.1):
+    """Random shifts (share of the side), rotations (share of a full turn: 0.03 is ~11 degrees) and
+    zooms of the raw digit, as Keras layers: active in `fit` only, identity at inference and in
+    every exported model. A strength of 0 leaves its layer out. Never flips: a mirrored digit is
+    another digit or none."""
+    if shift:
+        x = layers.RandomTranslation(shift, shift, fill_mode="constant", name="augment_shift")(x)
+    if rotation:
+        x = layers.RandomRotation(rotation, fill_mode="constant", name="augment_rotate")(x)
+    if zoom:
+        x = layers.RandomZoom(zoom, fill_mode="constant", name="augment_zoom")(x)
+    return x
+
+
 def pixels_input() -> keras.KerasTensor:
     """The model input: raw pixel values 0..255 (any numeric dtype is cast to float32)."""
     return keras.Input(IMAGE_SHAPE, dtype="float32", name="pixels")

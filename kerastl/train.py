@@ -31,6 +31,7 @@ from kerastl.data.splits import Splits
 from kerastl.errors import first_line
 from kerastl.files import atomic_path
 from kerastl.config import TRANSFER_MODES
+from kerastl.losses import training_loss
 from kerastl.models import BUILDERS, build_transfer_model
 
 Log = Callable[[str], None]
@@ -93,7 +94,7 @@ def _optimizer(lr, weight_decay: float) -> keras.optimizers.Optimizer:
 def _compile(model: keras.Model, lr, config: dict, has_accelerator: bool) -> None:
     model.compile(
         optimizer=_optimizer(lr, config["weight_decay"]),
-        loss="sparse_categorical_crossentropy",
+        loss=training_loss(config["label_smoothing"]),
         metrics=["accuracy"],
         jit_compile=runtime.jit_setting(config["jit_compile"], has_accelerator),
     )
@@ -199,11 +200,12 @@ def _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerato
 
 def build_model(config: dict, log: Log) -> tuple[keras.Model, keras.Model | None]:
     mode = config["mode"]
+    augment = config["augment"] and mode != "feature"  # features are computed once: nothing to augment
     if mode in BUILDERS:
-        return BUILDERS[mode](), None
+        return BUILDERS[mode](augment=augment), None
     return build_transfer_model(
         config["backbone"], config["img_size"], config["weights"], config["dropout"],
-        backbone_inference_mode=(mode != "pretrain"), log=log,
+        backbone_inference_mode=(mode != "pretrain"), augment=augment, log=log,
     )
 
 
