@@ -38,6 +38,7 @@ def run(
     finetune_lr: float | None = None,
     lr_schedule: str | None = None,
     limit: int | None = None,
+    per_class: int | None = None,
     test_limit: int | None = None,
     seed: int | None = None,
     backbone: str | None = None,
@@ -48,6 +49,9 @@ def run(
     output_dir: str | None = None,
     run_name: str | None = None,
     export: bool | None = None,
+    tensorboard: bool | None = None,
+    augment: bool | None = None,
+    label_smoothing: float | None = None,
     resume: bool = False,
     callbacks: Sequence[Any] = (),
     log: Log = print,
@@ -107,7 +111,7 @@ def run_with_options(
         raise RunInterrupted(run_dir, config["mode"]) from None
     metrics = result.metrics
     log(
-        f"{config['mode']} test accuracy {100 * metrics['test_accuracy']:.2f} % "
+        f"done: {config['mode']} test accuracy {100 * metrics['test_accuracy']:.2f} % "
         f"({metrics['test_images']} images), {metrics['wall_seconds']:.0f} s; run saved to {run_dir}"
     )
 

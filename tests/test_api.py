@@ -31,7 +31,7 @@ def test_two_runs_in_one_interpreter_return_what_their_folders_hold(tmp_path):
         assert result.history[0]["val_loss"] > 0
         assert isinstance(result.model, keras.Model) and result.model.output_shape == (None, 10)
     assert mlp.metrics["test_accuracy"] > 0.5 and feature.metrics["backbone"] == "efficientnet_lite0"
-    assert lines[-1].startswith("mlp test accuracy") and lines[-1].endswith(f"run saved to {tmp_path / 'mlp'}")
+    assert lines[-1].startswith("done: mlp test accuracy") and lines[-1].endswith(f"run saved to {tmp_path / 'mlp'}")
     loaded = kerastl.load_run(tmp_path / "mlp")
     assert loaded.metrics == mlp.metrics and loaded.history == mlp.history
     assert loaded.model.count_params() == mlp.model.count_params()  # loaded from model.keras

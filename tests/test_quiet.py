@@ -8,7 +8,7 @@ import sys
 from kerastl.quiet import filtered_stderr
 from tests.conftest import ROOT
 
-KERASTL_LINE = re.compile(r"^(kerastl[.:]|data: |stage \w+: |test: |weights: |feature: |pretrain: )")
+KERASTL_LINE = re.compile(r"^(kerastl[.:]|data: |stage \w+: |test: |weights: |feature: |pretrain: |figures: |done: )")
 KERAS_PROGRESS = re.compile(r"^(Epoch \d+/\d+|\d+/\d+ .*step.*)$")
 
 
@@ -33,7 +33,7 @@ def test_a_normal_run_prints_only_kerastl_lines_and_keras_progress(tmp_path):
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert [line for line in lines if not (KERASTL_LINE.match(line) or KERAS_PROGRESS.match(line))] == []
-    assert any(line.startswith("kerastl.fit: mlp test accuracy") for line in lines)
+    assert any(line.startswith("done: mlp test accuracy") for line in lines)
 
 
 def test_tensorflow_retracing_warnings_are_dropped_and_other_warnings_kept():
