@@ -216,5 +216,5 @@ def test_fresh_starts_the_study_over(tmp_path, capsys):
     (folder / "marker").write_text("")
     stamp = (folder / "mlp-n5-s0" / "metrics.json").stat().st_mtime_ns
     code, out, err = _compare([*argv, "--fresh"], capsys)
-    assert code == 0 and "starting study" in out and "reused" not in out
+    assert code == 0 and "starting study" in out and "finished before, reused" not in out and "(0 reused, 0 failed)" in out
     assert not (folder / "marker").exists() and (folder / "mlp-n5-s0" / "metrics.json").stat().st_mtime_ns != stamp
