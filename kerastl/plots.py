@@ -110,6 +110,18 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, cl
     _save(fig, path)
 
 
+def run_title(config: dict[str, Any]) -> str:
+    """`finetune efficientnet_lite0 (imagenet weights, 40 px) on mnist, 100 per class`, for a run's figures."""
+    from kerastl.config import TRANSFER_MODES
+
+    what = config["mode"]
+    if config["mode"] in TRANSFER_MODES:
+        weights = config["weights"] if config["weights"] in ("imagenet", "none", None) else Path(config["weights"]).parent.name
+        what += f" {config['backbone']} ({weights or 'none'} weights, {config['img_size']} px)"
+    data = f"{config['per_class']} per class" if config.get("per_class") else (f"{config['limit']} images" if config.get("limit") else "all images")
+    return f"{what} on {config['dataset']}, {data}"
+
+
 def write_run_figures(run_dir: Path, rows: list[dict[str, Any]], y_true: np.ndarray, y_pred: np.ndarray, title: str) -> None:
     """curves.png and confusion.png of one run."""
     if rows:
