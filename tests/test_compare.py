@@ -218,3 +218,17 @@ def test_fresh_starts_the_study_over(tmp_path, capsys):
     code, out, err = _compare([*argv, "--fresh"], capsys)
     assert code == 0 and "starting study" in out and "finished before, reused" not in out and "(0 reused, 0 failed)" in out
     assert not (folder / "marker").exists() and (folder / "mlp-n5-s0" / "metrics.json").stat().st_mtime_ns != stamp
+
+
+def test_the_full_plan_on_a_gpu(tmp_path):
+    from kerastl.study import plan
+
+    full = plan.BUDGETS["full"]
+    specs = plan.plan(tuple(plan.CONTENDERS), full.sizes, full.seeds, full, tmp_path, has_accelerator=True)
+    sizes = {(s.contender, s.size): sorted(x.seed for x in specs if (x.contender, x.size) == (s.contender, s.size)) for s in specs}
+    assert sizes[("finetune", 300)] == [0, 1, 2] and sizes[("finetune", 1000)] == [0] and sizes[("scratch", "all")] == [0]
+    assert {s.config["test_limit"] for s in specs} == {None}  # the whole test set
+    finetune = next(s.config for s in specs if s.name == "finetune-n10-s0")
+    assert finetune["img_size"] is None and finetune["precision"] == "auto"  # native size, mixed precision on the GPU
+    assert plan.reductions(full, tuple(plan.CONTENDERS), full.sizes, full.seeds, None, None, *plan.backbones(True)) == [
+        "backbones at small inputs (native: 224 px): resnet18 at 32 px (configs/finetune.yaml, configs/pretrain.yaml)"]
