@@ -223,9 +223,6 @@ def findings(rows: list[Row]) -> list[str]:
                 f"On {_size_label(size)}, {first['label']} reached 95 % validation accuracy soonest in wall-clock time "
                 f"({seconds(first['seconds_to_95'])}, epoch {first['epochs_to_95']})."
             )
-        never = [r["label"] for r in chosen if r["epochs_to_95"] is None]
-        if never:
-            out.append(f"Never reached 95 % validation accuracy on {_size_label(size)}: {', '.join(never)}.")
         epochs = [(r, LESSON.get(CONTENDERS[r["contender"]].lesson or "", (None,))[0]) for r in chosen]
         out.append(
             "Epochs to 95 % validation accuracy: "
