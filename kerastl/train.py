@@ -253,7 +253,7 @@ def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log
     evaluation.save_predictions(run_dir, splits.y_test, probabilities)
     epochs = history.read_history(run_dir / runs.HISTORY)
     try:  # a figure that fails to draw must not cost the trained run
-        plots.write_run_figures(run_dir, epochs, splits.y_test, probabilities.argmax(axis=1), plots.run_title(config))
+        plots.write_run_figures(run_dir, epochs, splits.y_test, probabilities.argmax(axis=1), config)
     except Exception as exc:
         log(f"figures: not drawn ({first_line(exc)})")
     trained_images = sum(s.images for s in stages if s.name != "feature_extraction")
