@@ -151,7 +151,7 @@ def main(argv=None) -> int:
 
     atomic_write_text(study_dir / STUDY, json.dumps(study, indent=1) + "\n")
     say = lambda line: print(f"{PROG}: {line}", flush=True)  # noqa: E731
-    total = sum(s.estimate_s for s in specs)
+    total = runner.pending_estimate(specs, study_dir)
     say(f"{'continuing' if continuing else 'starting'} study {study_dir}: {len(specs)} runs, budget {budget.name}, "
         f"first estimate {runner.clock(total)} on a 2-core CPU (run logs in {study_dir / runner.LOGS})")
     try:

@@ -110,11 +110,28 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, cl
     _save(fig, path)
 
 
-def write_run_figures(run_dir: Path, rows: list[dict[str, Any]], y_true: np.ndarray, y_pred: np.ndarray, title: str) -> None:
+def run_title(config: dict[str, Any]) -> str:
+    """`finetune efficientnet_lite0 (imagenet weights, 40 px) on mnist, 100 per class`, for a run's figures."""
+    from kerastl.config import TRANSFER_MODES
+
+    what = config["mode"]
+    if config["mode"] in TRANSFER_MODES:
+        weights = config["weights"]
+        start = {"imagenet": "ImageNet weights", "none": "random init", None: "random init"}.get(weights) or f"weights of {Path(weights).parent.name}"
+        what += f" {config['backbone']} ({start}, {config['img_size']} px)"
+    data = f"{config['per_class']} per class" if config.get("per_class") else (f"{config['limit']:,} images" if config.get("limit") else "all images")
+    return f"{what} on {config['dataset']}, {data}"
+
+
+def write_run_figures(run_dir: Path, rows: list[dict[str, Any]], y_true: np.ndarray, y_pred: np.ndarray, config: dict[str, Any]) -> None:
     """curves.png and confusion.png of one run."""
+    from kerastl.data import CLASS_NAMES
+
+    title = run_title(config)
     if rows:
         run_curves(rows, Path(run_dir) / CURVES, title)
-    confusion(y_true, y_pred, Path(run_dir) / CONFUSION, title)
+    classes = CLASS_NAMES.get(config["dataset"]) if config["dataset"] != "mnist" else None
+    confusion(y_true, y_pred, Path(run_dir) / CONFUSION, title, classes)
 
 
 # The comparison ---------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from kerastl.data import fit_inputs, load_arrays, make_splits, validation_data
 from kerastl.data.splits import Splits
 from kerastl.errors import first_line
 from kerastl.files import atomic_path
-from kerastl.config import TRANSFER_MODES
 from kerastl.losses import training_loss
 from kerastl.models import BUILDERS, build_transfer_model
 
@@ -233,16 +232,6 @@ def train_stages(model, backbone, splits, config, run_dir, has_accelerator, log,
     return results
 
 
-def run_title(config: dict[str, Any]) -> str:
-    """`finetune efficientnet_lite0 (imagenet, 40 px) on mnist, 100 per class`, for figure titles."""
-    what = config["mode"]
-    if config["mode"] in TRANSFER_MODES:
-        weights = config["weights"] if config["weights"] in ("imagenet", "none", None) else Path(config["weights"]).parent.name
-        what += f" {config['backbone']} ({weights or 'none'} weights, {config['img_size']} px)"
-    data = f"{config['per_class']} per class" if config.get("per_class") else ("all images" if not config["limit"] else f"{config['limit']} images")
-    return f"{what} on {config['dataset']}, {data}"
-
-
 def train(
     config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log = print,
     callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -287,7 +276,7 @@ def train(
     evaluation.save_predictions(run_dir, splits.y_test, probabilities)
     epochs = history.read_history(run_dir / runs.HISTORY)
     try:  # a figure that fails to draw must not cost the trained run
-        plots.write_run_figures(run_dir, epochs, splits.y_test, probabilities.argmax(axis=1), run_title(config))
+        plots.write_run_figures(run_dir, epochs, splits.y_test, probabilities.argmax(axis=1), config)
     except Exception as exc:
         log(f"figures: not drawn ({first_line(exc)})")
     metrics = _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy, epochs)

@@ -81,8 +81,8 @@ def test_the_report_is_built_from_results_json(study, tmp_path):
 
 
 def test_an_interrupted_study_continues_and_reuses_finished_runs(tmp_path, capsys, monkeypatch):
-    folder = tmp_path / "s"
-    argv = ["--contenders", "mlp", "--per-class", "5", "20", "--seeds", "1", "--test-limit", "100", "--max-epochs", "1", "--output-dir", str(folder)]
+    monkeypatch.chdir(tmp_path)  # the default study folder: saved_models/compare-<time>/
+    argv = ["--contenders", "mlp", "--per-class", "5", "20", "--seeds", "1", "--test-limit", "100", "--max-epochs", "1"]
     original = runner.train_one
     calls = []
 
@@ -94,25 +94,28 @@ def test_an_interrupted_study_continues_and_reuses_finished_runs(tmp_path, capsy
 
     monkeypatch.setattr(runner, "train_one", interrupt_the_second)
     code, out, err = _compare(argv, capsys)
-    assert code == 130 and "interrupted during run mlp-n20-s0" in err and "Continue with" in err
+    [folder] = (tmp_path / "saved_models").glob("compare-*")
+    assert code == 130 and "interrupted during run mlp-n20-s0" in err and f"Continue with: python -m kerastl.compare" in err
     assert calls == ["mlp-n5-s0", "mlp-n20-s0"] and not (folder / "report.md").exists()
     finished = folder / "mlp-n5-s0" / "metrics.json"
     stamp = finished.stat().st_mtime_ns, (folder / "mlp-n5-s0" / "model.keras").stat().st_mtime_ns
 
     calls.clear()
-    code, out, err = _compare(argv, capsys)
+    code, out, err = _compare(argv, capsys)  # the same command continues the unfinished study
     assert code == 0, err
+    assert list((tmp_path / "saved_models").glob("compare-*")) == [folder]
+    assert f"continuing study saved_models/{folder.name}" in out
     assert calls == ["mlp-n20-s0"]  # the finished run was not trained again
     assert "[1/2] mlp, 5 per class, seed 0: finished before, reused" in out
     assert (finished.stat().st_mtime_ns, (folder / "mlp-n5-s0" / "model.keras").stat().st_mtime_ns) == stamp
     assert (folder / "report.md").is_file()
 
-    # other settings for a finished run: refused before anything trains
-    other = list(argv)
+    # other settings for a finished run in that folder: refused before anything trains or is written
+    other = [*argv, "--output-dir", str(folder)]
     other[other.index("--max-epochs") + 1] = "2"
     study_json = (folder / "study.json").read_text()
     code, out, err = _compare(other, capsys)
-    assert (folder / "study.json").read_text() == study_json
+    assert (folder / "study.json").read_text() == study_json and calls == ["mlp-n20-s0"]
     assert code == 2 and "was trained with other settings (epochs" in err and "--fresh" in err
 
 
@@ -204,3 +207,28 @@ def test_the_quick_plan_trains_small_data_sensibly(tmp_path):
             assert c.get("augment", True) or c["mode"] == "feature"
     # all images: the contenders' own recipes, untouched
     assert by_name["finetune-all-s0"] == plan.base_config("finetune", False)
+
+
+def test_fresh_starts_the_study_over(tmp_path, capsys):
+    folder = tmp_path / "s"
+    argv = ["--contenders", "mlp", "--per-class", "5", "--seeds", "1", "--test-limit", "100", "--max-epochs", "1", "--output-dir", str(folder)]
+    assert _compare(argv, capsys)[0] == 0
+    (folder / "marker").write_text("")
+    stamp = (folder / "mlp-n5-s0" / "metrics.json").stat().st_mtime_ns
+    code, out, err = _compare([*argv, "--fresh"], capsys)
+    assert code == 0 and "starting study" in out and "finished before, reused" not in out and "(0 reused, 0 failed)" in out
+    assert not (folder / "marker").exists() and (folder / "mlp-n5-s0" / "metrics.json").stat().st_mtime_ns != stamp
+
+
+def test_the_full_plan_on_a_gpu(tmp_path):
+    from kerastl.study import plan
+
+    full = plan.BUDGETS["full"]
+    specs = plan.plan(tuple(plan.CONTENDERS), full.sizes, full.seeds, full, tmp_path, has_accelerator=True)
+    sizes = {(s.contender, s.size): sorted(x.seed for x in specs if (x.contender, x.size) == (s.contender, s.size)) for s in specs}
+    assert sizes[("finetune", 300)] == [0, 1, 2] and sizes[("finetune", 1000)] == [0] and sizes[("scratch", "all")] == [0]
+    assert {s.config["test_limit"] for s in specs} == {None}  # the whole test set
+    finetune = next(s.config for s in specs if s.name == "finetune-n10-s0")
+    assert finetune["img_size"] is None and finetune["precision"] == "auto"  # native size, mixed precision on the GPU
+    assert plan.reductions(full, tuple(plan.CONTENDERS), full.sizes, full.seeds, None, None, *plan.backbones(True)) == [
+        "backbones at small inputs (native: 224 px): resnet18 at 32 px (configs/finetune.yaml, configs/pretrain.yaml)"]

@@ -54,3 +54,16 @@ def test_fit_per_class_too_large_exits_2_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.strip().count("\n") == 0 and "more than class 5 has (5421 training images)" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_several_passes_per_epoch_show_every_image_that_many_times(monkeypatch):
+    from kerastl.data import pipeline
+
+    x = np.arange(10, dtype="uint8").reshape(10, 1, 1, 1) * np.ones((1, 28, 28, 1), "uint8")
+    y = np.arange(10)
+    batches = list(pipeline.make_dataset(x, y, batch_size=4, shuffle=True, seed=0, passes=3))
+    seen = np.concatenate([b[1].numpy() for b in batches])
+    assert len(batches) == 8 and np.bincount(seen).tolist() == [3] * 10
+    monkeypatch.setattr(pipeline, "tensorflow_available", lambda: False)
+    inputs = pipeline.fit_inputs(x, y, batch_size=4, shuffle=True, seed=0, passes=3)
+    assert inputs["x"].shape[0] == 30 and np.bincount(inputs["y"]).tolist() == [3] * 10

@@ -101,7 +101,8 @@ def reductions(
                      f"(full: {full.min_steps} in {full.max_epochs})")
     if max_epochs:
         notes.append(f"no stage trains more than {max_epochs} epochs (--max-epochs)")
-    sizes_px = [f"{b['backbone']} at {b['img_size']} px" for b in (imagenet, domain) if b["img_size"]]
+    used = [b for b, users in ((imagenet, ("feature", "finetune")), (domain, ("scratch", "fashion"))) if set(users) & set(contenders)]
+    sizes_px = [f"{b['backbone']} at {b['img_size']} px" for b in used if b["img_size"]]
     if sizes_px:
         notes.append(f"backbones at small inputs (native: 224 px): {', '.join(sizes_px)} (configs/finetune.yaml, configs/pretrain.yaml)")
     return notes
@@ -259,7 +260,10 @@ def _cap(config: dict[str, Any], max_epochs: int | None) -> dict[str, Any]:
 # Rough speeds on the 2-core CPU (training images/s, test images/s, fixed seconds for start-up,
 # compilation and figures), from runs on the project's shared machine; only the progress line's
 # estimate uses them, and it corrects them by the pace of the runs already done.
-SPEED = {"mlp": (7000, 20000, 3), "cnn": (1000, 5000, 6), "efficientnet_lite0": (600, 1500, 30), "resnet18": (250, 1000, 25)}
+SPEED = {
+    "mlp": (7000, 20000, 3), "cnn": (1000, 5000, 6), "feature": (20000, 700, 10),  # feature: test images go through the backbone
+    "efficientnet_lite0": (600, 1500, 30), "resnet18": (250, 1000, 25),
+}
 FEATURE_EXTRACTION = 700  # images/s through EfficientNet-Lite0 at the feature config's 64 px (README: 88 s for 60,000)
 
 

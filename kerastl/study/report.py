@@ -169,6 +169,8 @@ def _best_model_figures(study_dir: Path, best: Row) -> dict[str, str]:
 
 def lesson_table(rows: list[Row]) -> list[str]:
     chosen, size = curve_rows(rows)
+    if not chosen:
+        return ["No run finished."]
     lines = [
         f"Measured on {_size_label(size)} (seed 0). The lesson's numbers are in the columns marked *lesson*; "
         "epochs count every stage (a fine-tuning run's head epoch is epoch 1); times are from the start of the run "
@@ -221,9 +223,6 @@ def findings(rows: list[Row]) -> list[str]:
                 f"On {_size_label(size)}, {first['label']} reached 95 % validation accuracy soonest in wall-clock time "
                 f"({seconds(first['seconds_to_95'])}, epoch {first['epochs_to_95']})."
             )
-        never = [r["label"] for r in chosen if r["epochs_to_95"] is None]
-        if never:
-            out.append(f"Never reached 95 % validation accuracy on {_size_label(size)}: {', '.join(never)}.")
         epochs = [(r, LESSON.get(CONTENDERS[r["contender"]].lesson or "", (None,))[0]) for r in chosen]
         out.append(
             "Epochs to 95 % validation accuracy: "
@@ -329,7 +328,7 @@ def build(study_dir: Path, command: str, log=print) -> Path:
         ]
     lines += ["## The lesson's table, measured", ""] + lesson_table(rows) + [""]
     lines += ["## Data efficiency", ""] + data_efficiency_lines(rows) + [""]
-    lines += ["## What the numbers show", ""] + [f"- {s}" for s in findings(rows)] + [""]
+    lines += ["## What the numbers show", ""] + ([f"- {s}" for s in findings(rows)] or ["No run finished."]) + [""]
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{r['run']}`: {r['reason']}" for r in failed] + [""]
     captions = {

@@ -78,16 +78,21 @@ def clock(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+def pending_estimate(specs: list[RunSpec], study_dir: Path) -> float:
+    """Estimated seconds of the runs not finished yet."""
+    return sum(s.estimate_s for s in specs if not runs.is_complete(study_dir / s.name))
+
+
 class Progress:
     """`[k/n] contender, size, seed: elapsed, about T left`, the estimate corrected by the runs done."""
 
-    def __init__(self, specs: list[RunSpec], print_line: Callable[[str], None]):
-        self.specs, self.print = specs, print_line
+    def __init__(self, specs: list[RunSpec], print_line: Callable[[str], None], finished: set[str]):
+        self.specs, self.print, self.finished = specs, print_line, finished
         self.start = time.perf_counter()
         self.estimated_done = self.actual_done = 0.0
 
     def left(self, k: int) -> float:
-        remaining = sum(s.estimate_s for s in self.specs[k:])
+        remaining = sum(s.estimate_s for s in self.specs[k:] if s.name not in self.finished)
         pace = self.actual_done / self.estimated_done if self.estimated_done else 1.0
         return remaining * pace
 
@@ -135,7 +140,7 @@ def train_one(spec: RunSpec, study_dir: Path, log_path: Path) -> None:
 
 def run_all(specs: list[RunSpec], study_dir: Path, print_line: Callable[[str], None]) -> dict[str, Outcome]:
     """Train every run not yet finished; returns each run's outcome by name."""
-    progress = Progress(specs, print_line)
+    progress = Progress(specs, print_line, {s.name for s in specs if runs.is_complete(study_dir / s.name)})
     outcomes: dict[str, Outcome] = {}
     for k, spec in enumerate(specs, 1):
         run_dir = study_dir / spec.name
