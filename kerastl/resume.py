@@ -27,6 +27,7 @@ from typing import Any
 
 import keras
 
+from kerastl.errors import UserError
 from kerastl.files import atomic_path, atomic_write_text
 
 STATE = "state.json"
@@ -34,7 +35,7 @@ EPOCH_WEIGHTS = "epoch-{epoch:03d}.weights.h5"
 BEST_WEIGHTS = "best-{epoch:03d}.weights.h5"  # the template ModelCheckpoint fills in (epoch from 1)
 
 # The attributes that carry a callback's memory from one epoch to the next; each of these
-# callbacks resets them in on_train_begin, and ResumePoint (last in the list) sets them back.
+# callbacks resets them in on_train_begin, and ResumePoint (after them in the list) sets them back.
 MEMORY = {
     keras.callbacks.EarlyStopping: ("best", "best_epoch", "wait"),
     keras.callbacks.ModelCheckpoint: ("best",),
@@ -57,7 +58,10 @@ def read_state(folder: Path) -> StageState:
     path = folder / STATE
     if not path.is_file():
         return StageState()
-    return StageState(**json.loads(path.read_text()))
+    try:
+        return StageState(**json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"the resume state {path} is damaged ({exc}); delete {folder} to redo this stage") from None
 
 
 def write_state(folder: Path, state: StageState) -> None:

@@ -21,7 +21,7 @@ from kerastl.errors import ExportFailed, UserError
 from kerastl.export import convert
 from kerastl.litert import LiteRTModel
 from kerastl.models import build_cnn, build_mlp
-from tests.conftest import ROOT, backend, run_module, write_run
+from tests.conftest import backend, run_module, write_run
 
 BACKEND = backend()
 TEST_LIMIT = 500

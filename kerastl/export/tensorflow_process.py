@@ -38,25 +38,24 @@ def can_use_tensorflow_backend() -> bool:
 
 def export_run(run_dir: Path, arguments: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
     """`kerastl.export.export_run(run_dir, **arguments)` in a TensorFlow-backend child process."""
+    package_root = str(Path(__file__).resolve().parents[2])  # the child imports this same kerastl
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory() as tmp:
-        result_path = Path(tmp) / "result.json"
+        result_path, stderr_path = Path(tmp) / "result.json", Path(tmp) / "stderr.txt"
         request = json.dumps({"run_dir": str(run_dir), "arguments": arguments, "result": str(result_path)})
-        package_root = str(Path(__file__).resolve().parents[2])  # the child imports this same kerastl
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        child = subprocess.Popen(
-            [sys.executable, "-c", f"from {__name__} import child_main; child_main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        )
-        child.stdin.write(request)
-        child.stdin.close()
-        output = []
-        for line in child.stdout:
-            output.append(line.rstrip("\n"))
-            log(output[-1])
-        code = child.wait()
+        with open(stderr_path, "w") as stderr:  # TensorFlow's own logs: shown only if the child fails
+            child = subprocess.Popen(
+                [sys.executable, "-c", f"from {__name__} import child_main; child_main()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
+            )
+            child.stdin.write(request)
+            child.stdin.close()
+            for line in child.stdout:  # kerastl's progress lines
+                log(line.rstrip("\n"))
+            code = child.wait()
         if not result_path.is_file():
-            tail = "\n".join(output[-20:])
+            tail = "\n".join(stderr_path.read_text().splitlines()[-20:])
             raise RuntimeError(f"the export process failed (exit {code}) without a result:\n{tail}")
         result = json.loads(result_path.read_text())
     if "error" in result:
