@@ -55,6 +55,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = 
     "cache_features": ((bool,), None, "feature: compute backbone features once per run"),
     "precision": ((str,), _one_of("auto", "float32", "mixed_bfloat16", "mixed_float16"), "compute dtype policy"),
     "jit_compile": ((str, bool), lambda v: v in ("auto", True, False), "XLA: auto, true or false"),
+    "distribute": ((str,), _one_of("auto", "off"), "auto: data-parallel over every local accelerator when there are several; off: one device"),
+    "devices": ((int,), _positive, "train data-parallel on N devices (per process); null = auto"),
     "output_dir": ((str,), None, "where run folders are written"),
     "run_name": ((str,), lambda v: bool(v) and "/" not in v, "name of the run folder"),
     "export": ((bool,), None, "export SavedModel and TFLite after training"),
@@ -66,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "finetune_lr": None, "lr_schedule": "constant", "weight_decay": 0.0, "limit": None, "test_limit": None, "validation_fraction": 0.1,
     "seed": 0, "patience": 3, "dropout": 0.2, "backbone": "efficientnet_lite0", "weights": "imagenet",
     "img_size": None, "unfreeze": 4, "cache_features": True, "precision": "auto", "jit_compile": "auto",
+    "distribute": "auto", "devices": None,
     "output_dir": "saved_models", "run_name": None, "export": False, "cpu": {},
 }
 

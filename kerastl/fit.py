@@ -38,6 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--img-size", type=int, help="backbone input size (default: native on a GPU, smaller on a CPU)")
     p.add_argument("--unfreeze", type=int, help="partial: blocks to train, counted from the top")
     p.add_argument("--precision", help="auto, float32, mixed_bfloat16 or mixed_float16")
+    p.add_argument("--distribute", help="auto (every local accelerator when there are several) or off")
+    p.add_argument("--devices", type=int, help="data-parallel over N devices per process (also CPU devices)")
     p.add_argument("--output-dir", help="where run folders go (default: saved_models)")
     p.add_argument("--run-name", help="run folder name (default: <mode>-<dataset>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the newest unfinished run of this mode")
@@ -48,6 +50,7 @@ def parse_args(argv=None):
 OVERRIDES = (
     "dataset", "data_dir", "epochs", "head_epochs", "batch_size", "lr", "finetune_lr", "lr_schedule", "limit", "test_limit",
     "seed", "backbone", "weights", "img_size", "unfreeze", "precision", "output_dir", "run_name", "export",
+    "distribute", "devices",
 )
 
 
@@ -65,8 +68,9 @@ def _resolve_config(args, has_accelerator: bool) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from kerastl import runs, runtime  # imports Keras: after parsing, so --help is instant
+    from kerastl import distribute, runs, runtime  # imports Keras: after parsing, so --help is instant
 
+    distribute.connect_processes()  # several hosts (JAX): before anything starts the devices
     has_accelerator = runtime.accelerator() is not None
     if args.resume:
         run_dir = runs.find_resumable(args.output_dir or "saved_models", args.run_name, args.mode)
@@ -89,7 +93,9 @@ def main(argv=None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     runs.write_config(run_dir, config)
     try:
-        metrics = train(config, run_dir, has_accelerator)
+        with distribute.distributed(config) as placement:
+            metrics = train(config, run_dir, has_accelerator)
+        metrics["distribution"] = placement.summary()
     except UserError:
         if created:
             runs.remove_run(run_dir)

@@ -24,7 +24,7 @@ import numpy as np
 
 from kerastl import runs, runtime
 from kerastl.backbones import BACKBONES, backbone_blocks
-from kerastl.data import fit_inputs, load_arrays, make_splits, validation_data
+from kerastl.data import fit_inputs, load_arrays, make_splits, predict, validation_data
 from kerastl.data.splits import Splits
 from kerastl.files import atomic_path
 from kerastl.models import BUILDERS, build_transfer_model
@@ -94,7 +94,7 @@ def _compile(model: keras.Model, lr, config: dict, has_accelerator: bool) -> Non
     model.compile(
         optimizer=_optimizer(lr, config["weight_decay"]),
         loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        weighted_metrics=["accuracy"],  # same as metrics=; also honours the 0-weight padding of kerastl.distribute
         jit_compile=runtime.jit_setting(config["jit_compile"], has_accelerator),
     )
 
@@ -164,7 +164,7 @@ def _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerato
     extractor = keras.Model(model.input, model.get_layer(head_input).input)  # the backbone's features
     start = time.perf_counter()
     features = {
-        part: extractor.predict(x, batch_size=config["batch_size"], verbose=0).astype("float32")
+        part: predict(extractor, x, config["batch_size"]).astype("float32")
         for part, x in (("train", splits.x_train), ("val", splits.x_val))
         if len(x)
     }

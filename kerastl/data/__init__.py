@@ -1,6 +1,6 @@
 """Datasets: MNIST and Fashion-MNIST as uint8 arrays, their splits, and the input pipeline."""
 
-from kerastl.data.pipeline import fit_inputs, make_dataset, validation_data
+from kerastl.data.pipeline import fit_inputs, make_dataset, predict, validation_data
 from kerastl.data.sources import CLASS_NAMES, DATASETS, load_arrays
 from kerastl.data.splits import Splits, make_splits
 
@@ -17,4 +17,4 @@ def load_fashion_mnist(data_dir=None, log=print):
     return (a["x_train"], a["y_train"]), (a["x_test"], a["y_test"])
 
 
-__all__ = ["CLASS_NAMES", "DATASETS", "Splits", "fit_inputs", "load_arrays", "load_fashion_mnist", "load_mnist", "make_dataset", "make_splits", "validation_data"]
+__all__ = ["CLASS_NAMES", "DATASETS", "Splits", "fit_inputs", "load_arrays", "load_fashion_mnist", "load_mnist", "make_dataset", "make_splits", "predict", "validation_data"]
