@@ -22,7 +22,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
-from kerastl import runs, runtime
+from kerastl import runs, runtime, xla_cpu
 from kerastl.backbones import BACKBONES, backbone_blocks
 from kerastl.data import fit_inputs, load_arrays, make_splits, predict, validation_data
 from kerastl.data.splits import Splits
@@ -219,6 +219,7 @@ def train(config: dict[str, Any], run_dir: Path, has_accelerator: bool, log: Log
     wall_start = time.perf_counter()
     keras.utils.set_random_seed(config["seed"])
     policy = runtime.apply_precision(config["precision"], has_accelerator)
+    xla_cpu.use_fast_convolutions()  # JAX on a CPU: depthwise and 1x1 convolutions that XLA:CPU runs slowly
 
     # Prepare the data
     arrays = load_arrays(config["dataset"], config["data_dir"], log=log)
