@@ -52,6 +52,8 @@ def run(
     tensorboard: bool | None = None,
     augment: bool | None = None,
     label_smoothing: float | None = None,
+    distribute: str | None = None,
+    devices: int | None = None,
     resume: bool = False,
     callbacks: Sequence[Any] = (),
     log: Log = print,
@@ -75,8 +77,9 @@ def run_with_options(
     callbacks: Sequence[Any] = (), log: Log = print, origin: str = "command line",
 ) -> runs.Run:
     """`run`, with the options as a dict (None: not given); `origin` names them in messages."""
-    from kerastl import runtime  # imports Keras
+    from kerastl import distribute, runtime  # imports Keras
 
+    distribute.connect_processes()  # several hosts (JAX): before anything starts the devices
     has_accelerator = runtime.accelerator() is not None
 
     # Choose the run folder: a new one, or the interrupted run to continue
@@ -93,16 +96,17 @@ def run_with_options(
         with runs.lock(run_dir):
             if resume:
                 config = _recorded_config(run_dir, mode)
-                log(f"resuming {run_dir} with its recorded config")
+                log(f"kerastl: resuming {run_dir} with its recorded config")
             if not has_accelerator and config["mode"] in TRANSFER_MODES:
                 log(
-                    f"no accelerator found ({runtime.backend()} backend): using CPU settings "
+                    f"kerastl: no accelerator found ({runtime.backend()} backend): using CPU settings "
                     f"img_size {config['img_size']}, head_epochs {config['head_epochs']}, epochs {config['epochs']} "
                     "(the cpu: section of the config; options override it)"
                 )
             from kerastl.train import train
 
-            result = train(config, run_dir, has_accelerator, log, callbacks)
+            with distribute.distributed(config, log):
+                result = train(config, run_dir, has_accelerator, log, callbacks)
     except UserError:
         if not resume:
             runs.remove_run(run_dir)

@@ -64,6 +64,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = 
     "unfreeze": ((int,), _positive, "partial: number of blocks, counted from the top, to train"),
     "precision": ((str,), _one_of("auto", "float32", "mixed_bfloat16", "mixed_float16"), "compute dtype policy"),
     "jit_compile": ((str, bool), lambda v: v in ("auto", True, False), "XLA: auto, true or false"),
+    "distribute": ((str,), _one_of("auto", "off"), "auto: data-parallel over every local accelerator when there are several; off: one device"),
+    "devices": ((int,), _positive, "train data-parallel on N devices (per process); null = auto"),
     "output_dir": ((str,), None, "where run folders are written"),
     "run_name": ((str,), lambda v: bool(v) and "/" not in v, "name of the run folder"),
     "export": ((bool,), None, "export SavedModel and TFLite after training"),
@@ -76,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "finetune_lr": None, "lr_schedule": "constant", "weight_decay": 0.0, "limit": None, "per_class": None, "epoch_passes": 1, "test_limit": None, "validation_fraction": 0.1,
     "seed": 0, "patience": 3, "dropout": 0.2, "augment": False, "label_smoothing": 0.0, "backbone": "efficientnet_lite0", "weights": "imagenet",
     "img_size": None, "unfreeze": 4, "precision": "auto", "jit_compile": "auto",
+    "distribute": "auto", "devices": None,
     "output_dir": "saved_models", "run_name": None, "export": False, "tensorboard": False, "cpu": {},
 }
 
@@ -140,7 +143,7 @@ def resolve(mode: str, config_path: str | Path | None, overrides: dict[str, Any]
 OPTIONS = (
     "dataset", "data_dir", "epochs", "head_epochs", "batch_size", "lr", "finetune_lr", "lr_schedule", "limit",
     "per_class", "test_limit", "seed", "backbone", "weights", "img_size", "unfreeze", "precision", "output_dir", "run_name",
-    "export", "tensorboard", "augment", "label_smoothing",
+    "export", "tensorboard", "augment", "label_smoothing", "distribute", "devices",
 )
 
 

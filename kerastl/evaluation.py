@@ -18,13 +18,11 @@ PREDICTIONS = "test_predictions.npz"  # in the run folder: y_true, y_pred, confi
 
 
 def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Class probabilities for `x`, shape (N, classes), float32."""
-    from kerastl.data import make_dataset
+    """Class probabilities for `x`, shape (N, classes), float32 (batches padded to split over the
+    devices of a distributed run, and trimmed again)."""
+    from kerastl.data import pipeline
 
-    data = make_dataset(x, np.zeros(len(x), "int64"), batch_size)
-    if isinstance(data, tuple):  # no TensorFlow: plain arrays
-        data = data[0]
-    return np.asarray(model.predict(data, batch_size=batch_size if isinstance(data, np.ndarray) else None, verbose=0), "float32")
+    return np.asarray(pipeline.predict(model, x, batch_size), "float32")
 
 
 def score(probabilities: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -40,6 +40,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--img-size", type=int, help="backbone input size (default: native on a GPU, smaller on a CPU)")
     p.add_argument("--unfreeze", type=int, help="partial: blocks to train, counted from the top")
     p.add_argument("--precision", help="auto, float32, mixed_bfloat16 or mixed_float16")
+    p.add_argument("--distribute", help="auto (every local accelerator when there are several) or off")
+    p.add_argument("--devices", type=int, help="data-parallel over N devices per process (also CPU devices)")
     p.add_argument("--output-dir", help=f"where run folders go (default: {DEFAULTS['output_dir']})")
     p.add_argument("--run-name", help="run folder name (default: <mode>-<dataset>-<time>)")
     p.add_argument("--resume", action="store_true",

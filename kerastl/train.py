@@ -24,9 +24,9 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
-from kerastl import evaluation, history, plots, resume, runs, runtime
+from kerastl import distribute, evaluation, history, plots, resume, runs, runtime, xla_cpu
 from kerastl.backbones import BACKBONES, backbone_blocks
-from kerastl.data import fit_inputs, load_arrays, make_splits, validation_data
+from kerastl.data import fit_inputs, load_arrays, make_splits, predict, validation_data
 from kerastl.data.splits import Splits
 from kerastl.errors import first_line
 from kerastl.files import atomic_path
@@ -94,7 +94,7 @@ def _compile(model: keras.Model, lr, config: dict, has_accelerator: bool) -> Non
     model.compile(
         optimizer=_optimizer(lr, config["weight_decay"]),
         loss=training_loss(config["label_smoothing"]),
-        metrics=["accuracy"],
+        weighted_metrics=["accuracy"],  # same as metrics=; also honours the 0-weight padding of kerastl.distribute
         jit_compile=runtime.jit_setting(config["jit_compile"], has_accelerator),
     )
 
@@ -177,7 +177,7 @@ def _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerato
     extractor = keras.Model(model.input, model.get_layer(head_input).input)  # the backbone's features
     start = time.perf_counter()
     features = {
-        part: extractor.predict(x, batch_size=config["batch_size"], verbose=0).astype("float32")
+        part: predict(extractor, x, config["batch_size"]).astype("float32")
         for part, x in (("train", splits.x_train), ("val", splits.x_val))
         if len(x)
     }
@@ -247,6 +247,7 @@ def train(
     history.start_clock(run_dir)  # the `seconds` column of history.csv counts from here
     keras.utils.set_random_seed(config["seed"])
     policy = runtime.apply_precision(config["precision"], has_accelerator)
+    xla_cpu.use_fast_convolutions()  # JAX on a CPU: depthwise and 1x1 convolutions that XLA:CPU runs slowly
 
     # Prepare the data
     arrays = load_arrays(config["dataset"], config["data_dir"], log=log)
@@ -303,6 +304,7 @@ def _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, 
         "parameters": int(model.count_params()),
         "trainable_parameters": _trainable_params(model),  # in the last stage
         **history.milestones(epochs),  # epochs_to_95, seconds_to_95 (validation accuracy)
+        "distribution": distribute.active().summary(),  # kind, devices, processes
         "backend": runtime.backend(),
         "device": runtime.device_description(),
         "precision": policy,

@@ -1,7 +1,7 @@
 """Datasets: MNIST and Fashion-MNIST as uint8 arrays, their splits, and the input pipeline."""
 
 from kerastl.data.datasets import CLASS_NAMES, DATASETS, IMAGE_SHAPE
-from kerastl.data.pipeline import fit_inputs, make_dataset, validation_data
+from kerastl.data.pipeline import fit_inputs, make_dataset, predict, validation_data
 from kerastl.data.sources import load_arrays
 from kerastl.data.splits import Splits, make_splits
 
@@ -18,4 +18,4 @@ def load_fashion_mnist(data_dir=None, log=print):
     return (a["x_train"], a["y_train"]), (a["x_test"], a["y_test"])
 
 
-__all__ = ["CLASS_NAMES", "DATASETS", "IMAGE_SHAPE", "Splits", "fit_inputs", "load_arrays", "load_fashion_mnist", "load_mnist", "make_dataset", "make_splits", "validation_data"]
+__all__ = ["CLASS_NAMES", "DATASETS", "IMAGE_SHAPE", "Splits", "fit_inputs", "load_arrays", "load_fashion_mnist", "load_mnist", "make_dataset", "make_splits", "predict", "validation_data"]

@@ -3,6 +3,10 @@
 All pixel work (cast, rescale, resize, channel tiling, normalisation) lives in layers at the front of
 the model, so it runs inside the compiled step and exported models take raw pixels. Here we only
 batch. With TensorFlow installed this is `tf.data`; without it, the arrays go to `fit` directly.
+
+When training is spread over several devices with JAX (`kerastl.distribute`), every batch must
+split evenly over them: a training set drops a last batch that cannot, and an evaluation set is
+padded with images of weight 0 (the real images weighted so that loss and accuracy stay exact).
 """
 
 from __future__ import annotations
@@ -27,22 +31,53 @@ def make_dataset(
 
     `passes` > 1 goes over the images that many times per epoch (reshuffled each time), so a tiny
     training set makes enough steps per epoch to pay for the per-epoch work (validation, checkpoints).
+
+    `shuffle` marks training data (see the module note on even batches); evaluation batches that
+    would not split over the devices are padded with images of weight 0.
     """
+    x, y, weights, drop_remainder = even_batches(x, y, batch_size, training=shuffle)
     if not tensorflow_available():
-        return (np.concatenate([x] * passes), np.concatenate([y] * passes)) if passes > 1 else (x, y)
+        if drop_remainder:
+            keep = np.random.default_rng(seed).permutation(len(y))[: len(y) - len(y) % batch_size]
+            x, y = x[keep], y[keep]
+        if passes > 1:
+            x, y = np.concatenate([x] * passes), np.concatenate([y] * passes)
+        return (x, y) if weights is None else (x, y, weights)
     import keras
     import tensorflow as tf
 
     if keras.backend.backend() != "tensorflow":
         _keep_tensorflow_off_the_gpu(tf)
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    ds = tf.data.Dataset.from_tensor_slices((x, y) if weights is None else (x, y, weights))
     if cache:
         ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     if passes > 1:
         ds = ds.repeat(passes)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def even_batches(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool):
+    """(x, y, weights or None, drop_remainder) so that every batch splits over the devices."""
+    from kerastl.distribute import active
+
+    multiple = active().batch_multiple
+    if (len(y) % batch_size) % multiple == 0:
+        return x, y, None, False
+    if training:
+        return x, y, None, True
+    pad = -(len(y) % batch_size) % multiple
+    weights = np.concatenate([np.full(len(y), (len(y) + pad) / len(y), "float32"), np.zeros(pad, "float32")])
+    x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    y = np.concatenate([y, np.zeros(pad, y.dtype)])
+    return x, y, weights, False
+
+
+def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """`model.predict` in batches, padded to split over the devices and trimmed again."""
+    padded, _, _, _ = even_batches(x, np.zeros(len(x), "int64"), batch_size, training=False)
+    return model.predict(padded, batch_size=batch_size, verbose=0)[: len(x)]
 
 
 def _keep_tensorflow_off_the_gpu(tf) -> None:
@@ -57,7 +92,7 @@ def fit_inputs(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, see
     """Keyword arguments for `model.fit` / `model.evaluate`: a dataset, or arrays plus batch size."""
     data = make_dataset(x, y, batch_size, shuffle=shuffle, seed=seed, passes=passes)
     if isinstance(data, tuple):
-        return {"x": data[0], "y": data[1], "batch_size": batch_size}
+        return {"x": data[0], "y": data[1], "batch_size": batch_size, **({"sample_weight": data[2]} if len(data) > 2 else {})}
     return {"x": data}
 
 
