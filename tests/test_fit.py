@@ -118,7 +118,7 @@ def test_resume_keeps_the_best_epoch_and_the_patience_count(tmp_path, mnist):
     best_epoch = min(range(3), key=lambda i: before[i]["val_loss"])
     run = kerastl.run("mlp", resume=True, run_name="r", output_dir=str(tmp_path), callbacks=[WorseFromNowOn()], log=lambda _: None)
     history = _history(run.folder)
-    assert [row["epoch"] for row in history] == list(range(len(history)))
+    assert [row["epoch"] for row in history] == list(range(1, len(history) + 1))
     assert len(history) == best_epoch + 1 + 4 == run.metrics["epochs_run"]["train"]
     assert min(row["val_loss"] for row in history[3:]) > before[best_epoch]["val_loss"]
     splits = make_splits(mnist, 0.1, 600, 300, 0)
