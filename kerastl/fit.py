@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     runs.write_config(run_dir, config)
     try:
-        with distribute.distributed(config) as placement:
+        with distribute.distributed(config, has_accelerator) as placement:
             metrics = train(config, run_dir, has_accelerator)
         metrics["distribution"] = placement.summary()
     except UserError:
