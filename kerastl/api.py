@@ -105,7 +105,7 @@ def run_with_options(
                 )
             from kerastl.train import train
 
-            with distribute.distributed(config, log):
+            with distribute.distributed(config, has_accelerator, log):
                 result = train(config, run_dir, has_accelerator, log, callbacks)
     except UserError:
         if not resume:

@@ -115,6 +115,19 @@ def test_one_device_changes_nothing():
     assert px is x and py is y and weights is None and not drop
 
 
+def test_accelerators_train_on_full_batches_only():
+    """One compiled step per stage on a GPU (and on JAX): the batch size becomes the batch multiple."""
+    config = {"mode": "finetune", "batch_size": 256, "distribute": "auto", "devices": None}
+    with distribute.distributed(config, has_accelerator=True, log=lambda _: None) as placement:
+        assert distribute.active() is placement and placement.batch_multiple == 256
+        x, y = np.ones((1000, 28, 28, 1), "uint8"), np.arange(1000) % 10
+        assert pipeline.even_batches(x, y, 256, training=True)[3] is True  # 232 left over: dropped
+        assert len(pipeline.even_batches(x, y, 256, training=False)[0]) == 1024  # padded to 4 full batches
+    assert distribute.active() is distribute.SINGLE
+    with distribute.distributed(config, has_accelerator=False, log=lambda _: None) as placement:
+        assert placement.batch_multiple == (256 if backend() == "jax" else 1)  # JAX compiles per shape on a CPU too
+
+
 # --- JAX: two CPU devices, two processes ---
 
 jax_only = pytest.mark.skipif(backend() != "jax", reason="runs under the JAX test session")
