@@ -263,8 +263,13 @@ def train(
 
     # Evaluate on the whole test split
     _compile(model, config["lr"], config, has_accelerator)
-    probabilities = evaluation.predict(model, splits.x_test, config["batch_size"])  # one pass: numbers and figures
-    test_accuracy, test_loss = evaluation.score(probabilities, splits.y_test)
+    if distribute.active().processes > 1:  # each process scores its shard; Keras adds them up
+        test = fit_inputs(splits.x_test, splits.y_test, config["batch_size"], shuffle=False, seed=0)
+        test_loss, test_accuracy = model.evaluate(**test, verbose=0)
+        probabilities = None
+    else:  # one pass gives the numbers, the confusion matrix and the misclassified digits
+        probabilities = evaluation.predict(model, splits.x_test, config["batch_size"])
+        test_accuracy, test_loss = evaluation.score(probabilities, splits.y_test)
     log(f"test: accuracy {test_accuracy:.4f}, loss {test_loss:.4f} on {len(splits.y_test)} images")
 
     # Write the run: the model, then the metrics (which mark it finished); drop the resume state
@@ -274,12 +279,15 @@ def train(
         with atomic_path(run_dir / runs.BACKBONE_WEIGHTS, suffix=".weights.h5") as tmp:
             backbone.save_weights(tmp)
         log(f"pretrain: backbone weights saved; transfer them with --weights {run_dir / runs.BACKBONE_WEIGHTS}")
-    evaluation.save_predictions(run_dir, splits.y_test, probabilities)
     epochs = history.read_history(run_dir / runs.HISTORY)
-    try:  # a figure that fails to draw must not cost the trained run
-        plots.write_run_figures(run_dir, epochs, splits.y_test, probabilities.argmax(axis=1), config)
-    except Exception as exc:
-        log(f"figures: not drawn ({first_line(exc)})")
+    if probabilities is None:
+        log("figures: not drawn in a multi-process run (its processes hold only their shard of the test set)")
+    else:
+        evaluation.save_predictions(run_dir, splits.y_test, probabilities)
+        try:  # a figure that fails to draw must not cost the trained run
+            plots.write_run_figures(run_dir, epochs, splits.y_test, probabilities.argmax(axis=1), config)
+        except Exception as exc:
+            log(f"figures: not drawn ({first_line(exc)})")
     metrics = _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy, epochs)
     metrics["wall_seconds"] = round(time.perf_counter() - wall_start, 3)
     runs.write_metrics(run_dir, metrics)
