@@ -20,7 +20,7 @@ TINY = dict(epochs=1, limit=300, test_limit=100, seed=0)
 
 def test_two_runs_in_one_interpreter_return_what_their_folders_hold(tmp_path):
     lines = []
-    mlp = kerastl.run("mlp", output_dir=str(tmp_path), run_name="mlp", log=lines.append, **TINY)
+    mlp = kerastl.run("mlp", batch_size=32, output_dir=str(tmp_path), run_name="mlp", log=lines.append, **TINY)  # enough steps on every backend (JAX drops a short last batch)
     feature = kerastl.run("feature", img_size=32, lr=0.01, output_dir=str(tmp_path), run_name="feature", log=QUIET, **TINY)
     for result, mode, stage in ((mlp, "mlp", "train"), (feature, "feature", "head")):
         assert result.folder == tmp_path / mode
