@@ -2,6 +2,7 @@
 
     python benchmarks/cpu_backends.py                    # all three, defaults below
     python benchmarks/cpu_backends.py --backends tensorflow,jax --epochs 4
+    python benchmarks/cpu_backends.py --limit 0 --test-limit 0 --epochs 4   # the whole CPU main job
 
 Each backend runs `python -m kerastl.fit --mode finetune --limit 3000` (the CPU config: 40 px,
 batch 128, 2,700 training and 300 validation images) in its own process, one after another, with
@@ -28,8 +29,9 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 def run_backend(backend: str, epochs: int, limit: int, test_limit: int, out: Path) -> dict:
     argv = [
-        sys.executable, "-m", "kerastl.fit", "--mode", "finetune", "--limit", str(limit), "--test-limit", str(test_limit),
-        "--head-epochs", "1", "--epochs", str(epochs), "--output-dir", str(out), "--run-name", backend,
+        sys.executable, "-m", "kerastl.fit", "--mode", "finetune", "--head-epochs", "1", "--epochs", str(epochs),
+        "--output-dir", str(out), "--run-name", backend,
+        *(["--limit", str(limit)] if limit else []), *(["--test-limit", str(test_limit)] if test_limit else []),
     ]
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend})
@@ -73,15 +75,15 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per backend (the first includes compiling)")
-    p.add_argument("--limit", type=int, default=3000)
-    p.add_argument("--test-limit", type=int, default=1000)
+    p.add_argument("--limit", type=int, default=3000, help="training images (0: all, the CPU main job)")
+    p.add_argument("--test-limit", type=int, default=1000, help="test images scored at the end (0: all 10,000)")
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="kerastl-cpu-bench-") as tmp:
         for backend in args.backends.split(","):
             print(f"[cpu_backends] {backend} ...", flush=True)
             rows.append(run_backend(backend, args.epochs, args.limit, args.test_limit, Path(tmp)))
-    print(f"\nfinetune --limit {args.limit}, {args.epochs} fine-tuning epoch(s), {os.cpu_count()} CPU cores "
+    print(f"\nfinetune --limit {args.limit or 'all'}, {args.epochs} fine-tuning epoch(s), {os.cpu_count()} CPU cores "
           f"(load average at the end {os.getloadavg()[0]:.1f}; timings on a shared machine are noisy)\n")
     print(table(rows))
     return 0 if all("error" not in r for r in rows) else 1
