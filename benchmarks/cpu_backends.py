@@ -8,7 +8,8 @@ Each backend runs `python -m kerastl.fit --mode finetune --limit 3000` (the CPU 
 batch 128, 2,700 training and 300 validation images) in its own process, one after another, with
 `--epochs` fine-tuning epochs. The first epoch of a stage includes compiling the step (XLA on JAX);
 later epochs are steady, and their median is compared. Timings on a shared machine are noisy:
-compare the ratios of one run, and run it again before trusting a small difference.
+compare the ratios of one run, and run it again before trusting a small difference. The CPU-seconds
+each run used (user + system) depend less on what else runs than the wall time does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,9 +35,9 @@ def run_backend(backend: str, epochs: int, limit: int, test_limit: int, out: Pat
         "--output-dir", str(out), "--run-name", backend,
         *(["--limit", str(limit)] if limit else []), *(["--test-limit", str(test_limit)] if test_limit else []),
     ]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _children_cpu_seconds()
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend})
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _children_cpu_seconds() - cpu_start
     if done.returncode:
         return {"backend": backend, "error": (done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[-1]}
     metrics = json.loads((out / backend / "metrics.json").read_text())
@@ -48,25 +50,34 @@ def run_backend(backend: str, epochs: int, limit: int, test_limit: int, out: Pat
         "steady_epoch": steady,
         "images_per_second": metrics["train_images"] / steady,
         "wall": wall,
+        "cpu": cpu,
         "test_accuracy": metrics["test_accuracy"],
         "test_images": metrics["test_images"],
     }
 
 
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def table(rows: list[dict]) -> str:
-    base = next((r["steady_epoch"] for r in rows if r["backend"] == "tensorflow" and "error" not in r), None)
+    tf = next((r for r in rows if r["backend"] == "tensorflow" and "error" not in r), None)
     lines = [
-        "| backend | head epoch (s) | 1st fine-tune epoch, incl. compile (s) | later epochs, median (s) | images/s | x TensorFlow | whole run (s) | test accuracy |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| backend | head epoch (s) | 1st fine-tune epoch, incl. compile (s) | later epochs, median (s) | images/s | x TensorFlow | "
+        "whole run (s) | whole run, CPU-seconds | x TensorFlow | test accuracy |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['backend']} | failed: {r['error']} | | | | | | |")
+            lines.append(f"| {r['backend']} | failed: {r['error']} | | | | | | | | |")
             continue
-        ratio = f"{r['steady_epoch'] / base:.1f}" if base else "-"
+        ratio = f"{r['steady_epoch'] / tf['steady_epoch']:.1f}" if tf else "-"
+        cpu_ratio = f"{r['cpu'] / tf['cpu']:.1f}" if tf else "-"
         lines.append(
             f"| {r['backend']} | {r['head_epoch']:.1f} | {r['first_epoch']:.1f} | {r['steady_epoch']:.1f} | "
-            f"{r['images_per_second']:.0f} | {ratio} | {r['wall']:.0f} | {100 * r['test_accuracy']:.1f} % ({r['test_images']}) |"
+            f"{r['images_per_second']:.0f} | {ratio} | {r['wall']:.0f} | {r['cpu']:.0f} | {cpu_ratio} | "
+            f"{100 * r['test_accuracy']:.2f} % ({r['test_images']}) |"
         )
     return "\n".join(lines)
 
