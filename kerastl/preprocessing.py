@@ -1,6 +1,6 @@
 """Pixel work as Keras layers at the front of every model.
 
-Raw uint8-valued 28x28x1 pixels go in; the layers rescale to [0, 1], resize to the model's input
+Raw uint8-valued pixels go in (28x28x1 for MNIST); the layers rescale to [0, 1], resize to the model's input
 size, tile grey to RGB for ImageNet backbones and apply the backbone's normalisation. Because they
 are layers, this runs on the accelerator inside the compiled step, and every saved or exported
 model accepts raw pixels.
@@ -18,17 +18,16 @@ from kerastl.data.datasets import IMAGE_SHAPE
 
 def pixel_adapter(
     x,
-    size: int = IMAGE_SHAPE[0],
+    size: int | None = None,
     rgb: bool = False,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ):
-    """Apply rescale -> resize -> grey-to-RGB -> normalise to the symbolic tensor `x`.
-
-    `mean` and `std` are per channel, for pixels in [0, 1].
+    """Apply rescale -> resize to `size`x`size` (if given) -> grey-to-RGB -> normalise to the
+    symbolic tensor `x`. `mean` and `std` are per channel, for pixels in [0, 1].
     """
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(x)
-    if size != x.shape[1]:
+    if size and (size, size) != tuple(x.shape[1:3]):
         x = layers.Resizing(size, size, interpolation="bilinear", name="resize")(x)
     if rgb:
         x = layers.Concatenate(name="grey_to_rgb")([x, x, x])
@@ -44,14 +43,24 @@ def augmentation(x, shift: float = 0.1, rotation: float = 0.03, zoom: float = 0.
     every exported model. A strength of 0 leaves its layer out. Never flips: a mirrored digit is
     another digit or none."""
     if shift:
-        x = layers.RandomTranslation(shift, shift, fill_mode="constant", name="augment_shift")(x)
+        x = _compiled_under_jax(layers.RandomTranslation(shift, shift, fill_mode="constant", name="augment_shift"))(x)
     if rotation:
-        x = layers.RandomRotation(rotation, fill_mode="constant", name="augment_rotate")(x)
+        x = _compiled_under_jax(layers.RandomRotation(rotation, fill_mode="constant", name="augment_rotate"))(x)
     if zoom:
-        x = layers.RandomZoom(zoom, fill_mode="constant", name="augment_zoom")(x)
+        x = _compiled_under_jax(layers.RandomZoom(zoom, fill_mode="constant", name="augment_zoom"))(x)
     return x
 
 
-def pixels_input() -> keras.KerasTensor:
+def _compiled_under_jax(layer):
+    """Keras marks its random image transforms `supports_jit = False` (for TensorFlow's sake), and
+    `jit_compile="auto"` then runs the whole model without XLA. Under JAX they compile fine, and
+    without XLA every training step ran op by op: fine-tuning with augmentation took 4.4 s per step
+    on 2 CPU cores, against 0.46 s compiled without augmentation."""
+    if keras.backend.backend() == "jax":
+        layer.supports_jit = True
+    return layer
+
+
+def pixels_input(shape: tuple[int, int, int] = IMAGE_SHAPE) -> keras.KerasTensor:
     """The model input: raw pixel values 0..255 (any numeric dtype is cast to float32)."""
-    return keras.Input(IMAGE_SHAPE, dtype="float32", name="pixels")
+    return keras.Input(shape, dtype="float32", name="pixels")

@@ -1,5 +1,6 @@
 """Falling back to the CPU is never silent."""
 
+import numpy as np
 import pytest
 
 from kerastl import runtime
@@ -55,3 +56,22 @@ def test_a_cpu_only_machine_says_nothing(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(runtime, "NVIDIA_DRIVER", tmp_path / "absent")
     assert runtime.accelerator() is None
     assert capsys.readouterr().err == ""
+
+
+def test_jax_compiles_models_with_augmentation_layers():
+    """Keras' jit_compile="auto" turns XLA off for a model holding RandomTranslation & co; under
+    JAX kerastl's augmentation layers compile (op by op a step was several times slower); on
+    TensorFlow without an accelerator XLA stays off, and PyTorch keeps Keras' choice (off)."""
+    import keras
+
+    from kerastl.config import resolve
+    from kerastl.models import build_cnn
+    from kerastl.train import _compile
+
+    config = resolve("cnn", None, {}, False)
+    model = build_cnn(augment=True)
+    assert "augment_shift" in [layer.name for layer in model.layers]
+    _compile(model, 1e-3, config, has_accelerator=False)
+    model.fit(np.zeros((8, 28, 28, 1), "float32"), np.zeros(8, "int64"), batch_size=8, epochs=1, verbose=0)
+    expected = {"jax": True, "tensorflow": False, "torch": False}[keras.backend.backend()]
+    assert model.jit_compile is expected
