@@ -44,6 +44,7 @@ def run(
     backbone: str | None = None,
     weights: str | None = None,
     img_size: int | None = None,
+    image_size: int | None = None,
     unfreeze: int | None = None,
     precision: str | None = None,
     output_dir: str | None = None,

@@ -39,7 +39,7 @@ def _one_of(*choices) -> Callable[[Any], bool]:
 # key: (type(s), check, meaning). None is allowed wherever the default is None.
 SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = {
     "mode": ((str,), _one_of(*MODES), "what to train"),
-    "dataset": ((str,), _one_of("mnist", "fashion_mnist"), "mnist or fashion_mnist"),
+    "dataset": ((str,), bool, "mnist, fashion_mnist, or a folder of images with one subfolder per class"),
     "data_dir": ((str,), None, "folder of the four IDX files (optional)"),
     "epochs": ((int,), _positive, "epochs (for finetune/partial: of the fine-tuning stage)"),
     "head_epochs": ((int,), _positive, "epochs of the head-only stage (finetune/partial)"),
@@ -61,6 +61,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = 
     "backbone": ((str,), None, "pretrained backbone (transfer modes)"),
     "weights": ((str,), None, "imagenet, none, or a .weights.h5 / .pth path"),
     "img_size": ((int,), lambda v: 16 <= v <= 1024, "backbone input size; null = native size on a GPU"),
+    "image_size": ((int,), lambda v: 8 <= v <= 1024, "image folders: side of the stored images (null: their own size, or 64 if mixed; the backbone's input size for transfer modes)"),
+    "max_broken_share": ((int, float), lambda v: 0 <= v <= 1, "image folders: stop if more than this share of the images cannot be read"),
     "unfreeze": ((int,), _positive, "partial: number of blocks, counted from the top, to train"),
     "precision": ((str,), _one_of("auto", "float32", "mixed_bfloat16", "mixed_float16"), "compute dtype policy"),
     "jit_compile": ((str, bool), lambda v: v in ("auto", True, False), "XLA: auto, true or false"),
@@ -77,7 +79,7 @@ DEFAULTS: dict[str, Any] = {
     "dataset": "mnist", "data_dir": None, "epochs": 10, "head_epochs": 1, "batch_size": 128, "lr": 1e-3,
     "finetune_lr": None, "lr_schedule": "constant", "weight_decay": 0.0, "limit": None, "per_class": None, "epoch_passes": 1, "test_limit": None, "validation_fraction": 0.1,
     "seed": 0, "patience": 3, "dropout": 0.2, "augment": False, "label_smoothing": 0.0, "backbone": "efficientnet_lite0", "weights": "imagenet",
-    "img_size": None, "unfreeze": 4, "precision": "auto", "jit_compile": "auto",
+    "img_size": None, "image_size": None, "max_broken_share": 0.1, "unfreeze": 4, "precision": "auto", "jit_compile": "auto",
     "distribute": "auto", "devices": None,
     "output_dir": "saved_models", "run_name": None, "export": False, "tensorboard": False, "cpu": {},
 }
@@ -142,7 +144,7 @@ def resolve(mode: str, config_path: str | Path | None, overrides: dict[str, Any]
 # The keys a command-line flag or a keyword of `kerastl.run` may set (same names, same checks).
 OPTIONS = (
     "dataset", "data_dir", "epochs", "head_epochs", "batch_size", "lr", "finetune_lr", "lr_schedule", "limit",
-    "per_class", "test_limit", "seed", "backbone", "weights", "img_size", "unfreeze", "precision", "output_dir", "run_name",
+    "per_class", "test_limit", "seed", "backbone", "weights", "img_size", "image_size", "unfreeze", "precision", "output_dir", "run_name",
     "export", "tensorboard", "augment", "label_smoothing", "distribute", "devices",
 )
 
@@ -157,10 +159,20 @@ def resolve_run_config(
         raise UserError(f"{origin}: unknown option {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
     check({k: v for k, v in options.items() if v is not None}, origin)
     config = resolve(mode, config_path, options, accelerator)
-    if config["mode"] in TRANSFER_MODES:
-        from kerastl.backbones import BACKBONES
+    from kerastl.data.datasets import DATASETS
 
-        if config["backbone"] not in BACKBONES:
-            raise UserError(f"unknown backbone {config['backbone']!r}; choose one of {', '.join(BACKBONES)}")
-        config["img_size"] = config["img_size"] or BACKBONES[config["backbone"]].input_size
+    if config["dataset"] not in DATASETS:  # a folder of images: recorded as an absolute path
+        config["dataset"] = str(Path(config["dataset"]).expanduser().resolve())
+    if config["mode"] in TRANSFER_MODES:
+        from kerastl.backbones import BACKBONES, hub
+
+        if hub.is_hub(config["backbone"]):
+            hub.preset_of(config["backbone"])  # a preset is named
+            hub.keras_hub()  # installed
+            config["img_size"] = config["img_size"] or 224
+        elif config["backbone"] not in BACKBONES:
+            raise UserError(f"unknown backbone {config['backbone']!r}; choose one of {', '.join(BACKBONES)}, "
+                            "or hub:PRESET (a keras-hub preset name or folder)")
+        else:
+            config["img_size"] = config["img_size"] or BACKBONES[config["backbone"]].input_size
     return config

@@ -142,6 +142,20 @@ def distributed(config: dict, has_accelerator: bool = False, log: Callable[[str]
         _active = SINGLE
 
 
+def fit_batch_to(config: dict, train_images: int, log: Callable[[str], None]) -> None:
+    """A batch larger than the training set would make no full batch (and no step where only full
+    batches run): shrink it to the training set, in whole multiples of the devices."""
+    global _active
+    old = config["batch_size"]
+    if train_images >= old:
+        return
+    new = max(_active.devices, train_images // _active.devices * _active.devices)
+    config["batch_size"] = new
+    if _active.batch_multiple == old:
+        _active = dataclasses.replace(_active, batch_multiple=new)
+    log(f"data: batch size {old} is more than the {train_images} training images; using {new}")
+
+
 def _place(config: dict, log: Callable[[str], None]) -> tuple[Placement, contextlib.AbstractContextManager]:
     import keras
 

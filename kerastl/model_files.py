@@ -1,8 +1,9 @@
 """Load a saved model in any of kerastl's formats, for `predict` and the export's parity check.
 
 `.keras` (any backend), a SavedModel folder (TensorFlow) or a `.tflite` file (the LiteRT
-interpreter). Each loader returns a function from raw pixels [n, 28, 28, 1] (0..255) to class
-probabilities [n, classes]; a file that cannot be loaded is a one-line UserError.
+interpreter). Each loader returns a function from raw pixels [n, height, width, channels] (0..255;
+28x28x1 for MNIST) to class probabilities [n, classes]; a file that cannot be loaded is a one-line
+UserError.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ def load_keras_model(path: Path):
     import keras
 
     try:
-        return keras.saving.load_model(path, compile=False)
+        try:
+            return keras.saving.load_model(path, compile=False)
+        except TypeError:  # an unknown class: a keras-hub layer, registered when keras-hub is imported
+            import keras_hub  # noqa: F401
+
+            return keras.saving.load_model(path, compile=False)
     except Exception as exc:
         raise UserError(f"cannot load {path} ({first_line(exc)}); re-train the run or restore the file") from None
 
@@ -54,9 +60,11 @@ def saved_model_predict(path: Path) -> Predict:
         outputs = serve(**{input_name: tf.constant(pixels if uint8 else pixels.astype("float32"))})
         return (outputs["probabilities"] if "probabilities" in outputs else next(iter(outputs.values()))).numpy()
 
-    return lambda pixels: np.concatenate(
-        [predict_batch(pixels[i : i + BATCH_SIZE]) for i in range(0, len(pixels), BATCH_SIZE)]
-    )
+    def predict(pixels: np.ndarray) -> np.ndarray:
+        return np.concatenate([predict_batch(pixels[i : i + BATCH_SIZE]) for i in range(0, len(pixels), BATCH_SIZE)])
+
+    predict.image_shape = tuple(int(d) for d in serve.structured_input_signature[1][input_name].shape[1:])
+    return predict
 
 
 def model_kind(model: str | Path) -> str:
@@ -77,16 +85,20 @@ def model_kind(model: str | Path) -> str:
     raise UserError(f"{path} is not a run folder, .keras file, SavedModel folder or .tflite file")
 
 
-def load_predict_function(model: str | Path) -> tuple[Predict, str]:
-    """A run folder, `.keras` file, SavedModel folder or `.tflite` file: (predict, kind)."""
+def load_predict_function(model: str | Path) -> tuple[Predict, str, tuple[int, int, int]]:
+    """A run folder, `.keras` file, SavedModel folder or `.tflite` file: (predict, kind, the
+    shape of one input image)."""
     from kerastl import runs
 
     path = Path(model).expanduser()
     kind = model_kind(path)
     if kind == "keras":
-        return keras_predict(load_keras_model(path / runs.MODEL if path.is_dir() else path)), kind
+        keras_model = load_keras_model(path / runs.MODEL if path.is_dir() else path)
+        return keras_predict(keras_model), kind, tuple(keras_model.input_shape[1:])
     if kind == "saved_model":
-        return saved_model_predict(path), kind
+        predict = saved_model_predict(path)
+        return predict, kind, predict.image_shape
     from kerastl.litert import LiteRTModel
 
-    return LiteRTModel(path).predict, kind
+    lite = LiteRTModel(path)
+    return lite.predict, kind, tuple(int(d) for d in lite.input["shape"][1:])

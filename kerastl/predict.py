@@ -1,9 +1,11 @@
-"""`python -m kerastl.predict MODEL IMAGE [IMAGE ...]`: classify pictures of digits.
+"""`python -m kerastl.predict MODEL IMAGE [IMAGE ...]`: classify pictures with a kerastl model.
 
-MODEL is a run folder, a `.keras` file, a SavedModel folder or a `.tflite` file. Each image (PNG,
-JPEG, BMP, ... of any size, colour or grey) is made into a 28x28 MNIST-style digit first (see
-kerastl.digit_image). One line per image: its name, the top class and its probability, then the
-rest of the top k. A file that cannot be read gets one line on stderr and the others still run.
+MODEL is a run folder, a `.keras` file, a SavedModel folder or a `.tflite` file. For a model of
+MNIST or Fashion-MNIST, each image (PNG, JPEG, BMP, ... of any size, colour or grey) is made into
+a 28x28 MNIST-style picture first (see kerastl.digit_image); a model trained on an image folder
+gets the images decoded and resized exactly as its training images were (kerastl.data.folders).
+One line per image: its name, the top class and its probability, then the rest of the top k.
+A file that cannot be read gets one line on stderr and the others still run.
 
 Exit status: 0 all images classified, 1 some images failed, 2 bad flags or an unusable model.
 """
@@ -33,9 +35,23 @@ Log = Callable[[str], None]
 
 @dataclass
 class Classifier:
-    predict: Callable[[np.ndarray], np.ndarray]  # uint8 pixels [n, 28, 28, 1] -> probabilities [n, classes]
+    predict: Callable[[np.ndarray], np.ndarray]  # uint8 pixels [n, height, width, channels] -> probabilities [n, classes]
     labels: list[str]
     kind: str
+    image_shape: tuple[int, int, int]
+
+    @property
+    def mnist_style(self) -> bool:
+        """A model of a built-in dataset (28x28 grey, its class names): pictures are made MNIST-like."""
+        from kerastl.data import CLASS_NAMES, IMAGE_SHAPE
+
+        return self.image_shape == IMAGE_SHAPE and self.labels in CLASS_NAMES.values()
+
+    def pixels(self, image, invert: str) -> np.ndarray:
+        """One image file as this model's input pixels; ImageError if it cannot be read."""
+        if self.mnist_style:
+            return to_mnist(image, invert)
+        return _decoded(image, self.image_shape)
 
 
 def load_classifier(model: str | Path, warn: Log = print) -> Classifier:
@@ -45,8 +61,21 @@ def load_classifier(model: str | Path, warn: Log = print) -> Classifier:
     path = Path(model).expanduser()
     model_kind(path)
     labels = find_labels(path, warn)  # before the model: a damaged run folder fails before a framework loads
-    predict_fn, kind = load_predict_function(path)
-    return Classifier(predict_fn, labels, kind)
+    predict_fn, kind, image_shape = load_predict_function(path)
+    return Classifier(predict_fn, labels, kind, image_shape)
+
+
+def _decoded(image, shape: tuple[int, int, int]) -> np.ndarray:
+    """Decoded and resized as the model's training images were (one TensorFlow function for both)."""
+    from kerastl.data.folders import check_image, load_images
+
+    path = Path(image)
+    if not path.is_file():
+        raise ImageError("no such file" if not path.exists() else "not a file")
+    info, reason = check_image(str(path))
+    if info is None:
+        raise ImageError(reason)
+    return load_images([str(path)], shape[:2], shape[2])[0]
 
 
 def find_labels(model: Path, warn: Log = print) -> list[str]:
@@ -64,7 +93,7 @@ def find_labels(model: Path, warn: Log = print) -> list[str]:
         if (run_dir / runs.CONFIG).is_file():
             dataset = runs.read_config(run_dir)["dataset"]
             if dataset not in CLASS_NAMES:
-                raise UserError(f"{run_dir / runs.CONFIG}: unknown dataset {dataset!r}")
+                raise UserError(f"{run_dir} has no {runs.LABELS} with the class names of {dataset}; re-train the run")
             return CLASS_NAMES[dataset]
     warn(f"no {runs.LABELS} or {runs.CONFIG} beside {model}: labelling the classes as the digits 0-9")
     return CLASS_NAMES["mnist"]
@@ -98,7 +127,7 @@ def predict(model, images: list[str | Path], top_k: int = 3, invert: str = "auto
     results, pixels, ok = [], [], []
     for image in images:
         try:
-            pixels.append(to_mnist(image, invert))
+            pixels.append(classifier.pixels(image, invert))
             ok.append(len(results))
             results.append({"file": str(image)})
         except ImageError as exc:
@@ -124,12 +153,12 @@ def format_result(result: dict) -> str:
 
 
 def parse_args(argv=None):
-    p = OneLineParser(prog=PROG, description="Classify images of handwritten digits with a kerastl model.")
+    p = OneLineParser(prog=PROG, description="Classify images with a kerastl model (digits, clothes, or the classes of your own folder).")
     p.add_argument("model", help="a run folder, a .keras file, a SavedModel folder or a .tflite file")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, ...), any size, colour or grey")
     p.add_argument("--top-k", type=int, default=3, help="classes shown per image (default: 3)")
     p.add_argument("--invert", default="auto", choices=INVERT_CHOICES,
-                   help="yes: dark digit on light paper; no: light on dark; auto: decide from the border (default)")
+                   help="MNIST-style models: yes: dark digit on light paper; no: light on dark; auto: decide from the border (default)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text lines")
     args = p.parse_args(argv)
     if not 1 <= args.top_k <= 10:

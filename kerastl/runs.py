@@ -2,9 +2,11 @@
 
 A finished run folder holds only what a user needs:
 
-    model.keras          the trained model; takes raw 28x28x1 pixels, returns class probabilities
+    model.keras          the trained model; takes raw pixels (28x28x1 for MNIST), returns class probabilities
     config.yaml          the resolved config (written first, so an interrupted run can be resumed)
     history.csv          one row per epoch
+    labels.txt           the class names, one per line, in the order of the model's outputs
+    dataset_split.csv    image folders only: every image's split, class and path
     metrics.json         test accuracy, timings, ...; written last, it marks the run finished
     backbone.weights.h5  pretrain only: the backbone for `--weights` of a later transfer run
     export/              after `kerastl.export`
@@ -17,7 +19,6 @@ removed when the run finishes. Every file is written to a temporary name and ren
 from __future__ import annotations
 
 import contextlib
-import csv
 import errno
 import fcntl
 import json
@@ -37,7 +38,7 @@ HISTORY = "history.csv"
 METRICS = "metrics.json"
 BACKBONE_WEIGHTS = "backbone.weights.h5"
 EXPORT_DIR = "export"
-LABELS = "labels.txt"  # in export/: one class name per line, in output order
+LABELS = "labels.txt"  # in the run folder and export/: one class name per line, in output order
 BACKUP = "backup"
 LOCK = ".lock"
 
@@ -47,7 +48,7 @@ def is_complete(run_dir: Path) -> bool:
 
 
 def default_name(mode: str, dataset: str) -> str:
-    return f"{mode}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return f"{mode}-{Path(dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 # Create, find and lock a run folder
@@ -140,6 +141,17 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     atomic_write_text(run_dir / CONFIG, yaml.safe_dump(config, sort_keys=True))
 
 
+def write_labels(run_dir: Path, class_names) -> None:
+    atomic_write_text(run_dir / LABELS, "".join(f"{name}\n" for name in class_names))
+
+
+def read_labels(folder: Path) -> list[str] | None:
+    path = folder / LABELS
+    if not path.is_file():
+        return None
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
 def read_config(run_dir: Path, required: tuple[str, ...] = ("mode", "dataset")) -> dict[str, Any]:
     """The run's config.yaml, checked like any config; a damaged file is a one-line UserError."""
     from kerastl.config import read_yaml
@@ -170,21 +182,10 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """history.csv as one dict per row, keyed by column name; numbers are int or float."""
-    path = run_dir / HISTORY
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(f)]
+    """history.csv as one dict per row (see kerastl.history); [] if there is none."""
+    from kerastl.history import read_history as read
 
-
-def _number(text: str | None) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except (TypeError, ValueError):
-            pass
-    return text
+    return read(run_dir / HISTORY)
 
 
 # A finished run, as the Python API returns it

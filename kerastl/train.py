@@ -25,8 +25,8 @@ import keras
 import numpy as np
 
 from kerastl import distribute, evaluation, history, plots, resume, runs, runtime, xla_cpu
-from kerastl.backbones import BACKBONES, backbone_blocks
-from kerastl.data import fit_inputs, load_arrays, make_splits, predict, validation_data
+from kerastl.backbones import backbone_blocks, backbone_spec
+from kerastl.data import DataInfo, fit_inputs, folders, load_data, make_splits, predict, validation_data
 from kerastl.data.splits import Splits
 from kerastl.errors import first_line
 from kerastl.files import atomic_path
@@ -162,7 +162,7 @@ def unfreeze(backbone_name: str, backbone: keras.Model, top_blocks: int | None =
     model's `training=True` overrides the `training=False` recorded when the backbone was called
     (measured on all three backends with Keras 3.15), so `trainable=False` is what holds them.
     """
-    blocks = backbone_blocks(BACKBONES[backbone_name], backbone)
+    blocks = backbone_blocks(backbone_spec(backbone_name), backbone)
     backbone.trainable = True
     names = [name for name, _ in blocks[-top_blocks:]] if top_blocks else [name for name, _ in blocks]
     for name, block_layers in blocks:
@@ -197,14 +197,14 @@ def _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerato
     return [StageResult("feature_extraction", 0, extraction, len(splits.y_train) + len(splits.y_val)), result]
 
 
-def build_model(config: dict, log: Log) -> tuple[keras.Model, keras.Model | None]:
+def build_model(config: dict, data: DataInfo, log: Log) -> tuple[keras.Model, keras.Model | None]:
     mode = config["mode"]
     augment = config["augment"] and mode != "feature"  # features are computed once: nothing to augment
     if mode in BUILDERS:
-        return BUILDERS[mode](augment=augment), None
+        return BUILDERS[mode](augment=augment, data=data), None
     return build_transfer_model(
         config["backbone"], config["img_size"], config["weights"], config["dropout"],
-        backbone_inference_mode=(mode != "pretrain"), augment=augment, log=log,
+        backbone_inference_mode=(mode != "pretrain"), augment=augment, log=log, data=data,
     )
 
 
@@ -250,13 +250,18 @@ def train(
     xla_cpu.use_fast_convolutions()  # JAX on a CPU: depthwise and 1x1 convolutions that XLA:CPU runs slowly
 
     # Prepare the data
-    arrays = load_arrays(config["dataset"], config["data_dir"], log=log)
+    arrays, data, folder = load_data(config, log)
+    runs.write_labels(run_dir, data.class_names)
     splits = make_splits(arrays, config["validation_fraction"], config["limit"], config["test_limit"], config["seed"],
                          per_class=config.get("per_class"))
+    if folder is not None:  # record every image's split; decoded images are cached on disk per run
+        folders.record_split(run_dir / folders.SPLIT_FILE, folder)
+        splits = _cached_on_disk(splits, run_dir)
     log(f"data: splits {splits.sizes()} (seed {config['seed']})")
+    distribute.fit_batch_to(config, len(splits.y_train), log)
 
     # Build the model
-    model, backbone = build_model(config, log)
+    model, backbone = build_model(config, data, log)
 
     # Train, stage by stage
     stages = train_stages(model, backbone, splits, config, run_dir, has_accelerator, log, callbacks)
@@ -285,14 +290,31 @@ def train(
     else:
         evaluation.save_predictions(run_dir, splits.y_test, probabilities)
         try:  # a figure that fails to draw must not cost the trained run
-            plots.write_run_figures(run_dir, epochs, splits.y_test, probabilities.argmax(axis=1), config)
+            plots.write_run_figures(run_dir, epochs, splits.y_test, probabilities.argmax(axis=1), config, data.class_names)
         except Exception as exc:
             log(f"figures: not drawn ({first_line(exc)})")
     metrics = _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy, epochs)
+    metrics.update(classes=data.num_classes, image_shape=list(data.image_shape))
+    if folder is not None and folder.skipped:
+        metrics["skipped_images"] = len(folder.skipped)
     metrics["wall_seconds"] = round(time.perf_counter() - wall_start, 3)
     runs.write_metrics(run_dir, metrics)
     runs.remove_scaffolding(run_dir)
     return runs.Run(run_dir, config, metrics, runs.read_history(run_dir), model)
+
+
+def _cached_on_disk(splits: Splits, run_dir: Path) -> Splits:
+    """The training and validation images of a folder, cached by tf.data in the run's backup/
+    (removed when the run finishes; rebuilt when an interrupted run resumes)."""
+    import shutil
+
+    cache = run_dir / runs.BACKUP / "image-cache"
+    shutil.rmtree(cache, ignore_errors=True)  # a cache an interrupted run left may be incomplete
+    cache.mkdir(parents=True)
+    splits.x_train = splits.x_train.cached_at(cache / "train")
+    if len(splits.y_val):
+        splits.x_val = splits.x_val.cached_at(cache / "val")
+    return splits
 
 
 def _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy, epochs) -> dict[str, Any]:

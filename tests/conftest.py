@@ -54,3 +54,36 @@ def backend() -> str:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+SHAPES = ("circle", "square", "triangle")
+
+
+def make_image_folder(root: Path, per_class: int = 12, seed: int = 0, classes=SHAPES) -> Path:
+    """A small folder of drawn shapes, one subfolder per class, as users' folders are: PNG, JPEG,
+    BMP and GIF files of several sizes, colour and grey, plus a text file (ignored). Every image
+    can be decoded; add broken ones in the test that needs them."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    formats = (("png", "RGB"), ("jpg", "RGB"), ("bmp", "L"), ("gif", "RGB"), ("png", "L"), ("jpg", "L"))
+    for c, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            side = int(rng.integers(24, 48))
+            ext, mode = formats[i % len(formats)]
+            paper = tuple(int(v) for v in rng.integers(0, 80, 3))
+            ink = tuple(int(v) for v in rng.integers(170, 256, 3))
+            image = Image.new("RGB", (side, side + int(rng.integers(0, 8))), paper)
+            draw = ImageDraw.Draw(image)
+            a, b = int(side * rng.uniform(0.1, 0.25)), int(side * rng.uniform(0.75, 0.9))
+            if name == "circle":
+                draw.ellipse((a, a, b, b), fill=ink)
+            elif name == "square":
+                draw.rectangle((a, a, b, b), fill=ink)
+            else:
+                draw.polygon([((a + b) // 2, a), (a, b), (b, b)], fill=ink)
+            image.convert(mode).save(folder / f"{name}{i:03d}.{ext}")
+    (root / classes[0] / "notes.txt").write_text("not an image\n")
+    return root

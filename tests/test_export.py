@@ -281,4 +281,4 @@ def test_fit_chains_the_export(tmp_path):
         "saved_model (uint8)", "tflite float32", "tflite float16", "tflite dynamic", "tflite int8 (int8)"]
     assert "tflite int8 (int8)" in result.stdout  # the parity table
     assert sorted(p.name for p in (tmp_path / "chained").iterdir() if p.suffix != ".png") == [
-        "config.yaml", "export", "history.csv", "metrics.json", "model.keras", "test_predictions.npz"]
+        "config.yaml", "export", "history.csv", "labels.txt", "metrics.json", "model.keras", "test_predictions.npz"]

@@ -37,7 +37,7 @@ def test_mlp_run_beats_chance_and_writes_the_run_folder(tmp_path, capsys):
     assert metrics["parameters"] == 669_706 and metrics["images_per_second"] > 0
     # only what a user needs remains: no resume state, no lock, no stray weights
     assert {p.name for p in run.iterdir()} == {
-        "model.keras", "history.csv", "metrics.json", "config.yaml", "curves.png", "confusion.png", "test_predictions.npz"}
+        "model.keras", "history.csv", "metrics.json", "config.yaml", "labels.txt", "curves.png", "confusion.png", "test_predictions.npz"}
     with open(run / "history.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
 

@@ -84,4 +84,4 @@ def test_sigkill_in_the_middle_of_an_epoch_then_resume(tmp_path, mnist):
 
     # Only what a user needs is left
     assert sorted(p.name for p in run.iterdir() if p.suffix != ".png") == [
-        "config.yaml", "history.csv", "metrics.json", "model.keras", "test_predictions.npz"]
+        "config.yaml", "history.csv", "labels.txt", "metrics.json", "model.keras", "test_predictions.npz"]

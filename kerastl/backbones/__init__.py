@@ -1,16 +1,19 @@
 """The backbone registry: each entry is one builder plus its input size, normalisation, weight
-source and the grouping of its layers into blocks (for `--mode partial --unfreeze N`).
+source and the grouping of its layers into blocks (for `--mode partial --unfreeze N`). Any
+keras-hub vision backbone joins it as `hub:PRESET` (kerastl.backbones.hub).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import keras
 
-from kerastl.backbones import efficientnet_lite, resnet18
+from kerastl.backbones import efficientnet_lite, hub, resnet18
+from kerastl.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -26,6 +29,10 @@ class BackboneSpec:
     block_of: Callable[[str], str]  # layer name -> block name, in model order
     convert_torch: Callable | None = None  # copies a PyTorch state dict into the model
     imagenet_source: str = ""  # where ImageNet weights come from, for messages and the README
+
+    @property
+    def model_name(self) -> str:
+        return hub.model_name(hub.preset_of(self.name)) if hub.is_hub(self.name) else self.name
 
 
 def _efficientnet_block(name: str) -> str:
@@ -84,6 +91,18 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
+def backbone_spec(name: str) -> BackboneSpec:
+    """The registry entry `name`, or one made for a keras-hub preset `hub:PRESET`."""
+    if hub.is_hub(name):
+        preset = hub.preset_of(name)
+        mean, std = hub.normalisation(preset)
+        return BackboneSpec(name, partial(hub.build, preset), 224, mean, std, hub.block_of, None,
+                            f"the keras-hub preset {preset}")
+    if name not in BACKBONES:
+        raise UserError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}, or hub:PRESET (keras-hub)")
+    return BACKBONES[name]
+
+
 def build_backbone(name: str, size: int, weights: str | None = "imagenet", log=print) -> keras.Model:
     """The backbone `name` at `size`x`size`, pooled to a feature vector, with `weights` loaded.
 
@@ -92,7 +111,7 @@ def build_backbone(name: str, size: int, weights: str | None = "imagenet", log=p
     """
     from kerastl.backbones.weights import load_backbone
 
-    return load_backbone(BACKBONES[name], size, weights, log=log)
+    return load_backbone(backbone_spec(name), size, weights, log=log)
 
 
 def backbone_blocks(spec: BackboneSpec, model: keras.Model) -> list[tuple[str, list[keras.Layer]]]:
@@ -105,4 +124,4 @@ def backbone_blocks(spec: BackboneSpec, model: keras.Model) -> list[tuple[str, l
     return list(groups.items())
 
 
-__all__ = ["BACKBONES", "BackboneSpec", "backbone_blocks", "build_backbone"]
+__all__ = ["BACKBONES", "BackboneSpec", "backbone_blocks", "backbone_spec", "build_backbone"]

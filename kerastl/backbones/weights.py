@@ -88,14 +88,16 @@ def load_backbone(spec, size: int, weights: str | None, include_top: bool = Fals
         log(f"weights: {spec.name} starts from RANDOM weights (--weights none); no ImageNet transfer")
         return model
     if weights == "imagenet":
-        if spec.convert_torch is None:  # keras.applications downloads (or reuses its cache)
+        if spec.convert_torch is None:  # keras.applications or keras-hub download (or reuse their cache)
             try:
                 model = spec.build(input_shape=input_shape, include_top=include_top, pooling=pooling, weights="imagenet")
+            except UserError:
+                raise
             except Exception as exc:
                 raise WeightsUnavailable(
                     f"no ImageNet weights for {spec.name}: tried {spec.imagenet_source}: {first_line(exc)}. {ALTERNATIVES}"
                 ) from None
-            log(f"weights: {spec.name} ImageNet weights from keras.applications")
+            log(f"weights: {spec.name} pretrained weights from {spec.imagenet_source}")
             return model
         model = spec.build(input_shape=input_shape, include_top=include_top, pooling=pooling)
         try:

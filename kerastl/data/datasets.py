@@ -1,10 +1,40 @@
 """What the datasets are: their names, the shape of one image, and the names of their classes."""
 
-DATASETS = ("mnist", "fashion_mnist")
-IMAGE_SHAPE = (28, 28, 1)  # height, width, channels: uint8 grey levels 0..255
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DATASETS = ("mnist", "fashion_mnist")  # built in; any other `dataset` is a folder of images
+IMAGE_SHAPE = (28, 28, 1)  # height, width, channels of the built-in datasets: uint8 grey levels 0..255
 CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],
     "fashion_mnist": [
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
     ],
 }
+# Pixel statistics of the MNIST train split, for models trained from scratch on the built-in datasets.
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model needs to know about its data: stored image shape, classes, pixel statistics."""
+
+    name: str  # mnist, fashion_mnist, or the image folder
+    class_names: tuple[str, ...]
+    image_shape: tuple[int, int, int] = IMAGE_SHAPE
+    mean: tuple[float, ...] = MNIST_MEAN  # of [0, 1] pixels, per channel (from-scratch models)
+    std: tuple[float, ...] = MNIST_STD
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def mnist_style(self) -> bool:
+        """Built-in 28x28 digits or clothes: `predict` makes pictures MNIST-like before classifying."""
+        return self.name in DATASETS
+
+
+def builtin_info(name: str) -> DataInfo:
+    return DataInfo(name, tuple(CLASS_NAMES[name]))

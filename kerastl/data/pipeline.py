@@ -1,8 +1,9 @@
-"""The input pipeline: uint8 28x28x1 batches, shuffled with a seed, prefetched.
+"""The input pipeline: uint8 image batches, shuffled with a seed, prefetched.
 
 All pixel work (cast, rescale, resize, channel tiling, normalisation) lives in layers at the front of
 the model, so it runs inside the compiled step and exported models take raw pixels. Here we only
 batch. With TensorFlow installed this is `tf.data`; without it, the arrays go to `fit` directly.
+Images of a folder (`kerastl.data.folders.FileImages`) are streamed from their files.
 
 When training is spread over several devices with JAX (`kerastl.distribute`), every batch must
 split evenly over them: a training set drops a last batch that cannot, and an evaluation set is
@@ -35,7 +36,12 @@ def make_dataset(
     `shuffle` marks training data (see the module note on even batches); evaluation batches that
     would not split over the devices are padded with images of weight 0.
     """
+    from kerastl.data.folders import FileImages, file_dataset
+
     x, y, weights, drop_remainder = even_batches(x, y, batch_size, training=shuffle)
+    if isinstance(x, FileImages):
+        _keep_tensorflow_off_the_gpu_unless_tensorflow()
+        return file_dataset(x, y, weights, batch_size, shuffle, seed, drop_remainder, passes)
     if not tensorflow_available():
         if drop_remainder:
             keep = np.random.default_rng(seed).permutation(len(y))[: len(y) - len(y) % batch_size]
@@ -43,11 +49,9 @@ def make_dataset(
         if passes > 1:
             x, y = np.concatenate([x] * passes), np.concatenate([y] * passes)
         return (x, y) if weights is None else (x, y, weights)
-    import keras
     import tensorflow as tf
 
-    if keras.backend.backend() != "tensorflow":
-        _keep_tensorflow_off_the_gpu(tf)
+    _keep_tensorflow_off_the_gpu_unless_tensorflow()
     ds = tf.data.Dataset.from_tensor_slices((x, y) if weights is None else (x, y, weights))
     if cache:
         ds = ds.cache()
@@ -69,19 +73,27 @@ def even_batches(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool):
         return x, y, None, True
     pad = -(len(y) % batch_size) % multiple
     weights = np.concatenate([np.full(len(y), (len(y) + pad) / len(y), "float32"), np.zeros(pad, "float32")])
-    x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    x = x.padded(pad) if hasattr(x, "padded") else np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
     y = np.concatenate([y, np.zeros(pad, y.dtype)])
     return x, y, weights, False
 
 
 def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """`model.predict` in batches, padded to split over the devices and trimmed again."""
+    if hasattr(x, "paths"):  # image files: streamed, in order
+        images = make_dataset(x, np.zeros(len(x), "int64"), batch_size).map(lambda image, *_: image)
+        return model.predict(images, verbose=0)[: len(x)]
     padded, _, _, _ = even_batches(x, np.zeros(len(x), "int64"), batch_size, training=False)
     return model.predict(padded, batch_size=batch_size, verbose=0)[: len(x)]
 
 
-def _keep_tensorflow_off_the_gpu(tf) -> None:
+def _keep_tensorflow_off_the_gpu_unless_tensorflow() -> None:
     """tf.data only needs the CPU; under JAX or PyTorch, TensorFlow must not claim GPU memory."""
+    import keras
+    import tensorflow as tf
+
+    if keras.backend.backend() == "tensorflow":
+        return
     try:
         tf.config.set_visible_devices([], "GPU")
     except RuntimeError:  # TensorFlow already initialised its devices

@@ -35,9 +35,12 @@ def make_splits(
     With `limit`, validation shrinks in proportion (`validation_fraction` of limit, at least 10) so a
     quick run stays quick. `per_class` instead draws a class-balanced subset (see `balanced_indices`).
     `test_limit` keeps the first N test images (for smoke tests only; the
-    metrics of a run record how many test images were scored).
+    metrics of a run record how many test images were scored). Where `arrays` has its own
+    validation images ("x_val", "y_val": an image folder's), they validate and nothing is carved.
     """
-    x, y = arrays["x_train"], arrays["y_train"]
+    if "x_val" in arrays:
+        return _with_given_validation(arrays, limit, test_limit, seed, per_class)
+    y = arrays["y_train"]
     if per_class is not None:
         if limit is not None:
             raise UserError("use --limit or --per-class, not both")
@@ -86,6 +89,24 @@ def balanced_indices(y: np.ndarray, per_class: int, validation_fraction: float, 
         val.append(chosen[:n_val])
         train.append(chosen[n_val:])
     return rng.permutation(np.concatenate(val)), rng.permutation(np.concatenate(train))
+
+
+def _with_given_validation(arrays, limit, test_limit, seed, per_class) -> Splits:
+    y = arrays["y_train"]
+    if per_class is not None and limit is not None:
+        raise UserError("use --limit or --per-class, not both")
+    if per_class is not None:
+        _, train_idx = balanced_indices(y, per_class, 0.0, seed)
+    elif limit is not None:
+        if limit > len(y):
+            raise UserError(f"--limit {limit} exceeds the {len(y)} training images; use --limit {len(y)} or less")
+        train_idx = np.random.default_rng(seed).permutation(len(y))[:limit]
+    else:
+        train_idx = np.arange(len(y))
+    x_test, y_test = arrays["x_test"], arrays["y_test"]
+    if test_limit is not None:
+        x_test, y_test = x_test[:test_limit], y_test[:test_limit]
+    return Splits(arrays["x_train"][train_idx], y[train_idx], arrays["x_val"], arrays["y_val"], x_test, y_test)
 
 
 def _split(arrays: dict[str, np.ndarray], train_idx: np.ndarray, val_idx: np.ndarray, test_limit: int | None) -> Splits:

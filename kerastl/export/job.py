@@ -11,6 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from kerastl import runs
 from kerastl.errors import ExportFailed, UserError
 from kerastl.export import tensorflow_process
@@ -59,21 +61,21 @@ def export_run(
 
 def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibration_images, latency_repeats,
             max_drop_pp, threads, log: Log) -> dict[str, Any]:
-    from kerastl.data import CLASS_NAMES, load_arrays
     from kerastl.model_files import load_keras_model
 
     # Prepare: the run's model, its class names, the test and calibration images
     config = runs.read_config(run_dir)
-    if config["dataset"] not in CLASS_NAMES:
-        raise UserError(f"{run_dir / runs.CONFIG}: unknown dataset {config['dataset']!r}")
+    labels = _labels(run_dir, config)
     target = run_dir / runs.EXPORT_DIR
     if target.exists() and not force:
         raise UserError(f"{target} already exists; pass --force to replace it")
     model = load_keras_model(run_dir / runs.MODEL)
-    arrays = load_arrays(config["dataset"], data_dir=config.get("data_dir"), log=log)
-    x_test, y_test = arrays["x_test"][:test_limit], arrays["y_test"][:test_limit]
-    calibration = _calibration_images(arrays["x_train"], calibration_images)
-    labels = CLASS_NAMES[config["dataset"]]
+    x_test, y_test, x_train = _images(run_dir, config, tuple(model.input_shape[1:]), log)
+    x_test, y_test = x_test[:test_limit], y_test[:test_limit]
+    calibration = _calibration_images(x_train, calibration_images)
+    if hasattr(x_test, "load"):  # an image folder's files: decode the ones used
+        log(f"export: decoding {len(x_test)} test and {len(calibration)} calibration images of {config['dataset']}")
+        x_test, calibration = x_test.load(), calibration.load()
 
     # Convert, prove on the test set, then move into place
     staging = staging_folder(run_dir, runs.EXPORT_DIR)
@@ -98,6 +100,37 @@ def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibr
     return report
 
 
+def _labels(run_dir: Path, config: dict[str, Any]) -> list[str]:
+    from kerastl.data import CLASS_NAMES
+
+    labels = runs.read_labels(run_dir) or CLASS_NAMES.get(config["dataset"])
+    if not labels:
+        raise UserError(f"{run_dir} has no {runs.LABELS} with the class names of {config['dataset']}; re-train the run")
+    return labels
+
+
+def _images(run_dir: Path, config: dict[str, Any], image_shape: tuple[int, int, int], log: Log):
+    """(x_test, y_test, x_train): the built-in dataset's arrays, or the files of the image folder's
+    test and training splits as the run recorded them (decoded at the model's input size)."""
+    from kerastl.data import folders, load_arrays
+
+    if not folders.is_folder_dataset(config["dataset"]):
+        arrays = load_arrays(config["dataset"], data_dir=config.get("data_dir"), log=log)
+        return arrays["x_test"], arrays["y_test"], arrays["x_train"]
+    root = Path(config["dataset"])
+    if not root.is_dir():
+        raise UserError(f"the run's image folder {root} is gone; the export needs its test and training images")
+    files = folders.read_split_file(run_dir / folders.SPLIT_FILE, root)
+    missing = [p for p in files["test"][0][:1] + files["train"][0][:1] if not Path(p).is_file()]
+    if missing:
+        raise UserError(f"{missing[0]} is gone from the run's image folder; the export needs its test and training images")
+
+    def images(split: str):
+        return folders.FileImages(np.array(files[split][0], dtype=object), image_shape[:2], image_shape[2])
+
+    return images("test"), files["test"][1], images("train")
+
+
 def _checked_run_folder(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise UserError(f"no run folder {run_dir}; pass a folder written by `python -m kerastl.fit`")
@@ -118,8 +151,6 @@ def _check_choices(formats: Sequence[str], quantize: Sequence[str], int8_io: str
 
 def _calibration_images(x_train, count: int, seed: int = 0):
     """A seeded random sample of the train split, for full-integer calibration."""
-    import numpy as np
-
     index = np.random.default_rng(seed).choice(len(x_train), size=min(count, len(x_train)), replace=False)
     return x_train[index]
 
