@@ -40,12 +40,12 @@ def _save(fig, path: Path) -> None:
 # One run ----------------------------------------------------------------------------------------
 
 
-def run_curves(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Loss and accuracy per epoch, train and validation, with the stages marked."""
+def run_curves(rows: list[dict[str, Any]], path: Path, title: str, loss_label: str = "loss (cross-entropy)") -> None:
+    """Loss and accuracy per epoch, train and validation, with the stages marked above the frames."""
     plt = _pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [r["epoch"] for r in rows]
-    for ax, key, label in ((ax_loss, "loss", "loss (cross-entropy)"), (ax_acc, "accuracy", "accuracy (%)")):
+    for ax, key, label in ((ax_loss, "loss", loss_label), (ax_acc, "accuracy", "accuracy (%)")):
         scale = 100 if key == "accuracy" else 1
         for prefix, name, style in (("", "train", "-o"), ("val_", "validation", "-s")):
             points = [(e, r[prefix + key] * scale) for e, r in zip(epochs, rows) if r[prefix + key] is not None]
@@ -57,15 +57,13 @@ def run_curves(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.legend(loc="best")
         if len(epochs) < 15:
             ax.set_xticks(epochs)
-    ax_loss.set_title("loss")
-    ax_acc.set_title("accuracy")
     fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)
 
 
 def _mark_stages(ax, rows: list[dict[str, Any]]) -> None:
-    """A dotted line where a new stage starts; each stage's name centred over its epochs, inside the frame's top."""
+    """A dotted line where a new stage starts; each stage's name centred over its epochs, just above the frame."""
     spans: list[list] = []  # [stage, first epoch, last epoch]
     for r in rows:
         if spans and spans[-1][0] == r["stage"]:
@@ -77,8 +75,8 @@ def _mark_stages(ax, rows: list[dict[str, Any]]) -> None:
     for stage, first, last in spans:
         if first != spans[0][1]:
             ax.axvline(first - 0.5, color="grey", linestyle=":", linewidth=1)
-        ax.text((first + last) / 2, 0.98, f"stage {stage}", transform=ax.get_xaxis_transform(), ha="center", va="top",
-                fontsize=8, color="dimgrey", bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1})
+        ax.text((first + last) / 2, 1.01, f"stage {stage}", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                fontsize=8, color="dimgrey")
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, classes: Sequence[str] | None = None) -> None:
@@ -86,7 +84,7 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, cl
     from kerastl.evaluation import confusion_matrix
 
     plt = _pyplot()
-    counts = confusion_matrix(y_true, y_pred)
+    counts = confusion_matrix(y_true, y_pred, len(classes) if classes else 10)
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros(counts.shape, "float64"), where=totals > 0) * 100
     labels = list(classes) if classes else [str(i) for i in range(len(counts))]
@@ -95,7 +93,7 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, cl
     ax.grid(False)
     for i in range(len(share)):
         for j in range(len(share)):
-            if counts[i, j]:
+            if counts[i, j] and len(share) <= 20:  # numbers in the cells while they fit
                 value = share[i, j]
                 text = f"{value:.0f}" if value >= 9.5 or value == 0 else f"{value:.1f}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if value > 60 else "black")
@@ -120,17 +118,18 @@ def run_title(config: dict[str, Any]) -> str:
         start = {"imagenet": "ImageNet weights", "none": "random init", None: "random init"}.get(weights) or f"weights of {Path(weights).parent.name}"
         what += f" {config['backbone']} ({start}, {config['img_size']} px)"
     data = f"{config['per_class']} per class" if config.get("per_class") else (f"{config['limit']:,} images" if config.get("limit") else "all images")
-    return f"{what} on {config['dataset']}, {data}"
+    return f"{what} on {Path(config['dataset']).name}, {data}"
 
 
-def write_run_figures(run_dir: Path, rows: list[dict[str, Any]], y_true: np.ndarray, y_pred: np.ndarray, config: dict[str, Any]) -> None:
+def write_run_figures(run_dir: Path, rows: list[dict[str, Any]], y_true: np.ndarray, y_pred: np.ndarray, config: dict[str, Any],
+                      class_names: Sequence[str]) -> None:
     """curves.png and confusion.png of one run."""
-    from kerastl.data import CLASS_NAMES
-
     title = run_title(config)
     if rows:
-        run_curves(rows, Path(run_dir) / CURVES, title)
-    classes = CLASS_NAMES.get(config["dataset"]) if config["dataset"] != "mnist" else None
+        smoothing = config.get("label_smoothing") or 0
+        loss = f"loss (cross-entropy, label smoothing {smoothing:g})" if smoothing else "loss (cross-entropy)"
+        run_curves(rows, Path(run_dir) / CURVES, title, loss)
+    classes = None if config["dataset"] == "mnist" else list(class_names)
     confusion(y_true, y_pred, Path(run_dir) / CONFUSION, title, classes)
 
 
