@@ -98,6 +98,9 @@ def run_with_options(
             if resume:
                 config = _recorded_config(run_dir, mode)
                 log(f"kerastl: resuming {run_dir} with its recorded config")
+            advice = runtime.cpu_backend_advice(config["mode"], has_accelerator)
+            if advice:
+                log(advice)
             if not has_accelerator and config["mode"] in TRANSFER_MODES:
                 log(
                     f"kerastl: no accelerator found ({runtime.backend()} backend): using CPU settings "

@@ -79,3 +79,19 @@ def jit_setting(jit_compile, has_accelerator: bool):
     if backend() == "tensorflow" and not has_accelerator:
         return False
     return "auto"
+
+
+# Steady fine-tuning epoch of EfficientNet-Lite0 (40 px, batch 128) on 2 CPU cores, relative to
+# TensorFlow with oneDNN: benchmarks/cpu_backends.py, see the README. Only the transfer modes were measured.
+CPU_EPOCH_VS_TENSORFLOW = {"jax": 2.2, "torch": 2.6}
+
+
+def cpu_backend_advice(mode: str, has_accelerator: bool) -> str | None:
+    """One line naming the faster backend, where this one is known to be much slower on a CPU."""
+    from kerastl.config import TRANSFER_MODES
+
+    ratio = CPU_EPOCH_VS_TENSORFLOW.get(backend())
+    if has_accelerator or ratio is None or mode not in TRANSFER_MODES:
+        return None
+    return (f"kerastl: on a CPU, {backend()} trains the backbones about {ratio:g}x slower than TensorFlow "
+            f"(measured by benchmarks/cpu_backends.py); KERAS_BACKEND=tensorflow is the faster choice here")

@@ -75,3 +75,15 @@ def test_jax_compiles_models_with_augmentation_layers():
     model.fit(np.zeros((8, 28, 28, 1), "float32"), np.zeros(8, "int64"), batch_size=8, epochs=1, verbose=0)
     expected = {"jax": True, "tensorflow": False, "torch": False}[keras.backend.backend()]
     assert model.jit_compile is expected
+
+
+def test_a_backend_known_to_be_slower_on_a_cpu_names_the_faster_one():
+    advice = runtime.cpu_backend_advice("finetune", has_accelerator=False)
+    if backend() == "tensorflow":
+        assert advice is None
+    else:
+        ratio = {"jax": "2.2x", "torch": "2.6x"}[backend()]
+        assert f"{backend()} trains the backbones about {ratio} slower than TensorFlow" in advice
+        assert "KERAS_BACKEND=tensorflow is the faster choice here" in advice
+    assert runtime.cpu_backend_advice("finetune", has_accelerator=True) is None
+    assert runtime.cpu_backend_advice("cnn", has_accelerator=False) is None
