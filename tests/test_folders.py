@@ -172,7 +172,8 @@ def test_broken_files_are_skipped_named_and_counted(tmp_path):
     assert reasons["text.jpg"] == "not an image" and "8000x6000 pixels, more than the 40 megapixel limit" in reasons["bomb.png"]
     assert "palette BMP" in reasons["palette.bmp"] and "more than 8 bits" in reasons["deep.png"]
     assert sum(len(data.labels(s)) for s in ("train", "val", "test")) == 60
-    assert len(lines) == 1 and lines[0].startswith("data: warning: skipped 5 of 65 images that cannot be used: ")
+    assert len(lines) == 2 and lines[0] == "data: ignored 1 file(s) that are not jpg/jpeg/png/bmp/gif images (e.g. a/notes.txt)"
+    assert lines[1].startswith("data: warning: skipped 5 of 65 images that cannot be used: ")
 
 
 def test_the_scan_is_seeded_and_stratified(tmp_path):
