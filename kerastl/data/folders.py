@@ -188,13 +188,12 @@ def scan(root: str | Path, seed: int = 0, image_size: int | None = None, validat
     for split, files in good.items():
         for c in class_names:
             if not files.get(c):
-                where = root / layout[split].relative_to(root) / c if split != "train" or layout["train"] != root else root / c
-                raise UserError(f"--dataset {root}: class {c!r} has no usable images ({where})")
+                raise UserError(f"--dataset {root}: class {c!r} has no usable images ({layout[split] / c})")
     files = _split(good, class_names, validation_fraction, seed, root)
     channels = 3 if any(not infos[p]["grey"] for p in infos) else 1
     size = _stored_size(image_size, [infos[p]["size"] for p in infos])
     data = FolderData(root, class_names, files, size, channels, given_splits=len(layout) > 1, skipped=skipped)
-    data.mean, data.std = _pixel_statistics(data.images("train")[: min(len(files["train"][0]), 500)], channels)
+    data.mean, data.std = _pixel_statistics(data.images("train")[:500], channels)
     return data
 
 
@@ -202,7 +201,7 @@ def _split_folders(root: Path) -> dict[str, Path]:
     """{"train": folder[, "val": ..., "test": ...]}: the given split folders, or {"train": root}."""
     children = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
     if "train" not in children:
-        if any(name in children for names in SPLIT_FOLDERS.values() for name in names[:1]) and "test" in children:
+        if "test" in children:  # a split layout without its train/ (a class named "test" is not supported)
             raise UserError(f"--dataset {root}: has test/ but no train/ folder")
         return {"train": root}
     layout = {"train": children["train"]}
