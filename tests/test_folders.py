@@ -225,3 +225,14 @@ def test_a_missing_hub_preset_folder_is_one_line(tmp_path, capsys):
     code, out, err = _fit(["--mode", "finetune", "--backbone", f"hub:{tmp_path / 'nope'}", "--output-dir", str(tmp_path / "runs"),
                            "--limit", "100", "--test-limit", "50"], capsys)
     assert code == 2 and err.strip().count("\n") == 0 and "no such preset folder" in err, err
+
+
+def test_a_resumed_run_refuses_a_folder_whose_split_changed(tmp_path):
+    root = make_image_folder(tmp_path / "data", per_class=10, classes=("a", "b"))
+    record = tmp_path / "run" / folders.SPLIT_FILE
+    record.parent.mkdir()
+    folders.record_split(record, folders.scan(root, log=lambda _: None))
+    folders.record_split(record, folders.scan(root, log=lambda _: None))  # same folder, same split: accepted
+    (root / "b" / "b000.png").unlink()
+    with pytest.raises(folders.UserError, match="changed since this run started"):
+        folders.record_split(record, folders.scan(root, log=lambda _: None))
