@@ -33,15 +33,12 @@ def score(probabilities: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def save_predictions(run_dir: Path, y_true: np.ndarray, probabilities: np.ndarray) -> None:
+    labels = "uint8" if probabilities.shape[-1] <= 256 else "int32"
     with atomic_path(Path(run_dir) / PREDICTIONS, suffix=".npz") as tmp:
         np.savez_compressed(
-            tmp, y_true=y_true.astype(_label_type(probabilities)), y_pred=np.argmax(probabilities, axis=1).astype(_label_type(probabilities)),
+            tmp, y_true=y_true.astype(labels), y_pred=np.argmax(probabilities, axis=1).astype(labels),
             confidence=probabilities.max(axis=1).astype("float16"),
         )
-
-
-def _label_type(probabilities: np.ndarray) -> str:
-    return "uint8" if probabilities.shape[-1] <= 256 else "int32"
 
 
 def load_predictions(run_dir: Path) -> dict[str, np.ndarray]:

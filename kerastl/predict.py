@@ -86,9 +86,10 @@ def find_labels(model: Path, warn: Log = print) -> list[str]:
     from kerastl.errors import UserError
 
     folder = model if model.is_dir() else model.parent
-    for candidate in (folder / runs.LABELS, folder / runs.EXPORT_DIR / runs.LABELS, folder.parent / runs.LABELS):
-        if candidate.is_file():
-            return [line.strip() for line in candidate.read_text().splitlines() if line.strip()]
+    for candidate in (folder, folder / runs.EXPORT_DIR, folder.parent):
+        labels = runs.read_labels(candidate)
+        if labels is not None:
+            return labels
     for run_dir in (folder, folder.parent):
         if (run_dir / runs.CONFIG).is_file():
             dataset = runs.read_config(run_dir)["dataset"]

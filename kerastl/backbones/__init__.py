@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Callable
 
 import keras
@@ -94,13 +94,18 @@ BACKBONES: dict[str, BackboneSpec] = {
 def backbone_spec(name: str) -> BackboneSpec:
     """The registry entry `name`, or one made for a keras-hub preset `hub:PRESET`."""
     if hub.is_hub(name):
-        preset = hub.preset_of(name)
-        mean, std = hub.normalisation(preset)
-        return BackboneSpec(name, partial(hub.build, preset), 224, mean, std, hub.block_of, None,
-                            f"the keras-hub preset {preset}")
+        return _hub_spec(name)
     if name not in BACKBONES:
         raise UserError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}, or hub:PRESET (keras-hub)")
     return BACKBONES[name]
+
+
+@lru_cache(maxsize=None)
+def _hub_spec(name: str) -> BackboneSpec:
+    """Made once per preset: reading its normalisation opens the preset (on disk or online)."""
+    preset = hub.preset_of(name)
+    mean, std = hub.normalisation(preset) or (IMAGENET_MEAN, IMAGENET_STD)
+    return BackboneSpec(name, partial(hub.build, preset), 224, mean, std, hub.block_of, None, f"the keras-hub preset {preset}")
 
 
 def build_backbone(name: str, size: int, weights: str | None = "imagenet", log=print) -> keras.Model:

@@ -19,8 +19,6 @@ import keras
 from kerastl.errors import UserError, first_line
 
 PREFIX = "hub:"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 INSTALL = 'pip install "kerastl[hub]"  (or: pip install keras-hub)'
 
 
@@ -81,17 +79,17 @@ def model_name(preset: str) -> str:
     return "hub_" + re.sub(r"[^A-Za-z0-9_]+", "_", Path(preset).name or preset).strip("_")
 
 
-def normalisation(preset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The preset's pixel normalisation as mean and std of [0, 1] pixels: from its image converter
-    (scale and offset on 0..255 pixels) when it has one, else ImageNet's."""
+def normalisation(preset: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The preset's pixel normalisation as mean and std of [0, 1] pixels, from its image converter
+    (scale and offset on 0..255 pixels); None when it has none."""
     hub = keras_hub()
     try:
         converter = hub.layers.ImageConverter.from_preset(preset)
     except Exception:  # a backbone-only preset (save_to_preset) has no image converter
-        return IMAGENET_MEAN, IMAGENET_STD
+        return None
     scale, offset = converter.scale, converter.offset
     if scale is None:
-        return IMAGENET_MEAN, IMAGENET_STD
+        return None
     scales = list(scale) if isinstance(scale, (list, tuple)) else [scale] * 3
     offsets = list(offset) if isinstance(offset, (list, tuple)) else [offset or 0.0] * 3
     std = tuple(1.0 / (255.0 * s) for s in scales)

@@ -26,8 +26,8 @@ def load_data(config: dict[str, Any], log: Callable[[str], None] = print):
     stored = config.get("image_size") or (config["img_size"] if config["mode"] in TRANSFER_MODES else None)
     folder = folders.scan(name, config["seed"], stored, config["validation_fraction"], config["max_broken_share"], log)
     arrays = {}
-    for split, key in (("train", "train"), ("val", "val"), ("test", "test")):
-        arrays[f"x_{key}"], arrays[f"y_{key}"] = folder.images(split), folder.labels(split)
+    for split in ("train", "val", "test"):
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = folder.images(split), folder.labels(split)
     counts = {split: len(folder.labels(split)) for split in ("train", "val", "test")}
     how = "its train/val/test folders" if folder.given_splits else f"a seeded, stratified split (seed {config['seed']})"
     log(f"data: {len(folder.class_names)} classes from {folder.root} ({', '.join(folder.class_names[:6])}"

@@ -87,8 +87,8 @@ class FolderData:
     channels: int
     given_splits: bool
     skipped: list[tuple[str, str]]  # (path, reason)
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
+    mean: tuple[float, ...]  # of [0, 1] pixels per channel, over up to 500 training images
+    std: tuple[float, ...]
 
     def images(self, split: str) -> FileImages:
         return FileImages(self.files[split][0], self.size, self.channels)
@@ -192,9 +192,8 @@ def scan(root: str | Path, seed: int = 0, image_size: int | None = None, validat
     files = _split(good, class_names, validation_fraction, seed, root)
     channels = 3 if any(not infos[p]["grey"] for p in infos) else 1
     size = _stored_size(image_size, [infos[p]["size"] for p in infos])
-    data = FolderData(root, class_names, files, size, channels, given_splits=len(layout) > 1, skipped=skipped)
-    data.mean, data.std = _pixel_statistics(data.images("train")[:500], channels)
-    return data
+    mean, std = _pixel_statistics(FileImages(files["train"][0][:500], size, channels))
+    return FolderData(root, class_names, files, size, channels, len(layout) > 1, skipped, mean, std)
 
 
 def _split_folders(root: Path) -> dict[str, Path]:
@@ -332,11 +331,9 @@ def _stored_size(image_size: int | None, sizes: list[tuple[int, int]]) -> tuple[
     return (DEFAULT_SIZE, DEFAULT_SIZE)
 
 
-def _pixel_statistics(images: FileImages, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _pixel_statistics(images: FileImages) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and standard deviation of [0, 1] pixels over a sample of training images."""
-    if not len(images):
-        return (0.5,) * channels, (0.25,) * channels
-    pixels = images.load().reshape(-1, channels).astype("float64") / 255.0
+    pixels = images.load().reshape(-1, images.channels).astype("float64") / 255.0
     return tuple(float(v) for v in pixels.mean(0)), tuple(float(max(v, 1e-3)) for v in pixels.std(0))
 
 
