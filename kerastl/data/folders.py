@@ -32,7 +32,7 @@ from kerastl.errors import UserError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 FORMATS = {"JPEG", "PNG", "BMP", "GIF", "MPO"}  # MPO: a JPEG with extra frames (many phone cameras)
-SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
+SPLIT_FOLDERS = {"val": ("val", "validation", "valid"), "test": ("test",)}  # beside train/
 MAX_PIXELS = 40_000_000  # a decompression-bomb guard: 40 megapixels is more than most phone photos
 DEFAULT_SIZE = 64  # stored side of images of mixed sizes, for models trained from scratch
 LARGEST_STORED_SIDE = 128  # images that all share one larger size are stored scaled down to this

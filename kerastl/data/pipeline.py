@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from kerastl.data.folders import FileImages, file_dataset
+
 
 def tensorflow_available() -> bool:
     try:
@@ -36,8 +38,6 @@ def make_dataset(
     `shuffle` marks training data (see the module note on even batches); evaluation batches that
     would not split over the devices are padded with images of weight 0.
     """
-    from kerastl.data.folders import FileImages, file_dataset
-
     x, y, weights, drop_remainder = even_batches(x, y, batch_size, training=shuffle)
     if isinstance(x, FileImages):
         _keep_tensorflow_off_the_gpu_unless_tensorflow()
@@ -73,14 +73,14 @@ def even_batches(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool):
         return x, y, None, True
     pad = -(len(y) % batch_size) % multiple
     weights = np.concatenate([np.full(len(y), (len(y) + pad) / len(y), "float32"), np.zeros(pad, "float32")])
-    x = x.padded(pad) if hasattr(x, "padded") else np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    x = x.padded(pad) if isinstance(x, FileImages) else np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
     y = np.concatenate([y, np.zeros(pad, y.dtype)])
     return x, y, weights, False
 
 
 def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """`model.predict` in batches, padded to split over the devices and trimmed again."""
-    if hasattr(x, "paths"):  # image files: streamed, in order
+    if isinstance(x, FileImages):  # image files: streamed, in order
         images = make_dataset(x, np.zeros(len(x), "int64"), batch_size).map(lambda image, *_: image)
         return model.predict(images, verbose=0)[: len(x)]
     padded, _, _, _ = even_batches(x, np.zeros(len(x), "int64"), batch_size, training=False)

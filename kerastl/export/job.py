@@ -61,6 +61,7 @@ def export_run(
 
 def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibration_images, latency_repeats,
             max_drop_pp, threads, log: Log) -> dict[str, Any]:
+    from kerastl.data import folders
     from kerastl.model_files import load_keras_model
 
     # Prepare: the run's model, its class names, the test and calibration images
@@ -73,7 +74,7 @@ def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibr
     x_test, y_test, x_train = _images(run_dir, config, tuple(model.input_shape[1:]), log)
     x_test, y_test = x_test[:test_limit], y_test[:test_limit]
     calibration = _calibration_images(x_train, calibration_images)
-    if hasattr(x_test, "load"):  # an image folder's files: decode the ones used
+    if isinstance(x_test, folders.FileImages):  # an image folder's files: decode the ones used
         log(f"export: decoding {len(x_test)} test and {len(calibration)} calibration images of {config['dataset']}")
         x_test, calibration = x_test.load(), calibration.load()
 
