@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from kerastl import runs
-from kerastl.config import DEFAULTS, OPTIONS, TRANSFER_MODES, resolve_run_config
+from kerastl.config import DEFAULTS, OPTIONS, resolve_run_config
 from kerastl.errors import RunInterrupted, UserError
 
 DEFAULT_MODE = "finetune"
@@ -40,6 +40,8 @@ def run(
     limit: int | None = None,
     per_class: int | None = None,
     test_limit: int | None = None,
+    min_steps: int | None = None,
+    max_epochs: int | None = None,
     seed: int | None = None,
     backbone: str | None = None,
     weights: str | None = None,
@@ -101,12 +103,6 @@ def run_with_options(
             advice = runtime.cpu_backend_advice(config["mode"], has_accelerator)
             if advice:
                 log(advice)
-            if not has_accelerator and config["mode"] in TRANSFER_MODES:
-                log(
-                    f"kerastl: no accelerator found ({runtime.backend()} backend): using CPU settings "
-                    f"img_size {config['img_size']}, head_epochs {config['head_epochs']}, epochs {config['epochs']} "
-                    "(the cpu: section of the config; options override it)"
-                )
             from kerastl.train import train
 
             with distribute.distributed(config, has_accelerator, log):

@@ -51,6 +51,10 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = 
     "limit": ((int,), _positive, "train on a seeded subset of N images"),
     "per_class": ((int,), _positive, "train on N labelled images per class (validation drawn from them), seeded"),
     "epoch_passes": ((int,), _positive, "passes over the training images per epoch (more steps per epoch for tiny sets)"),
+    "min_steps": ((int,), lambda v: v >= 0, "optimiser steps a stage takes at least: a small training set gets a smaller batch and more epochs (0: epochs as configured; see kerastl.schedule)"),
+    "max_epochs": ((int,), _positive, "no stage trains more epochs than this (caps the schedule sized to small data)"),
+    "small_data_img_size": ((int,), lambda v: 16 <= v <= 1024, "transfer modes without an accelerator: input size for a small training set (see kerastl.schedule)"),
+    "given": ((list,), None, "options the user set (flags, keywords, their own --config file): the schedule sized to the data keeps them"),
     "test_limit": ((int,), _positive, "score only the first N test images (smoke tests)"),
     "validation_fraction": ((int, float), _fraction, "share of the train split held out for validation"),
     "seed": ((int,), lambda v: v >= 0, "seed for splits, shuffling and initialisation"),
@@ -77,7 +81,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = 
 
 DEFAULTS: dict[str, Any] = {
     "dataset": "mnist", "data_dir": None, "epochs": 10, "head_epochs": 1, "batch_size": 128, "lr": 1e-3,
-    "finetune_lr": None, "lr_schedule": "constant", "weight_decay": 0.0, "limit": None, "per_class": None, "epoch_passes": 1, "test_limit": None, "validation_fraction": 0.1,
+    "finetune_lr": None, "lr_schedule": "constant", "weight_decay": 0.0, "limit": None, "per_class": None, "epoch_passes": 1, "min_steps": 300, "max_epochs": 40,
+    "small_data_img_size": None, "given": [], "test_limit": None, "validation_fraction": 0.1,
     "seed": 0, "patience": 3, "dropout": 0.2, "augment": False, "label_smoothing": 0.0, "backbone": "efficientnet_lite0", "weights": "imagenet",
     "img_size": None, "image_size": None, "max_broken_share": 0.1, "unfreeze": 4, "precision": "auto", "jit_compile": "auto",
     "distribute": "auto", "devices": None,
@@ -133,8 +138,13 @@ def resolve(mode: str, config_path: str | Path | None, overrides: dict[str, Any]
     config = {**DEFAULTS, **file_config}
     if not accelerator:
         config.update(config.get("cpu") or {})
+    # What the user chose: their flags, and their own config file as written (a recorded
+    # config.yaml given back with --config reproduces its run); the packaged configs are defaults.
+    own_file = {**file_config, **(file_config.get("cpu") or {} if not accelerator else {})} if config_path else {}
+    given = set(file_config.get("given") or ()) | set(flags) | set(own_file)
     config.update(flags)
     config["mode"] = mode
+    config["given"] = sorted(given - {"mode", "cpu", "given"})
     config.pop("cpu", None)
     if config["finetune_lr"] is None:
         config["finetune_lr"] = config["lr"] / 10
@@ -144,7 +154,7 @@ def resolve(mode: str, config_path: str | Path | None, overrides: dict[str, Any]
 # The keys a command-line flag or a keyword of `kerastl.run` may set (same names, same checks).
 OPTIONS = (
     "dataset", "data_dir", "epochs", "head_epochs", "batch_size", "lr", "finetune_lr", "lr_schedule", "limit",
-    "per_class", "test_limit", "seed", "backbone", "weights", "img_size", "image_size", "unfreeze", "precision", "output_dir", "run_name",
+    "per_class", "test_limit", "min_steps", "max_epochs", "seed", "backbone", "weights", "img_size", "image_size", "unfreeze", "precision", "output_dir", "run_name",
     "export", "tensorboard", "augment", "label_smoothing", "distribute", "devices",
 )
 

@@ -34,6 +34,9 @@ def build_parser() -> OneLineParser:
     p.add_argument("--limit", type=int, help="train on a seeded subset of N training images")
     p.add_argument("--per-class", type=int, help="train on N labelled images per class, balanced and seeded (10 %% of them validate)")
     p.add_argument("--test-limit", type=int, help="score only the first N test images (smoke tests)")
+    p.add_argument("--min-steps", type=int, help="optimiser steps each stage takes at least: a small training set gets a "
+                   "smaller batch and more epochs (default 300; 0: epochs as configured)")
+    p.add_argument("--max-epochs", type=int, help="no stage trains more epochs than N (default 40)")
     p.add_argument("--seed", type=int)
     p.add_argument("--backbone", help="efficientnet_lite0, resnet18, resnet50, mobilenet_v2, or hub:PRESET (a keras-hub preset name or folder)")
     p.add_argument("--weights", help="imagenet, none, or a .weights.h5 / .pth file")

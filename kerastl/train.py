@@ -24,8 +24,9 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
-from kerastl import distribute, evaluation, history, plots, resume, runs, runtime, xla_cpu
+from kerastl import distribute, evaluation, history, plots, resume, runs, runtime, schedule, xla_cpu
 from kerastl.backbones import backbone_blocks, backbone_spec
+from kerastl.config import TRANSFER_MODES
 from kerastl.data import DataInfo, fit_inputs, folders, load_data, make_splits, predict, validation_data
 from kerastl.data.splits import Splits
 from kerastl.errors import first_line
@@ -59,16 +60,19 @@ class StageResult:
     epoch_seconds: list[float] = field(default_factory=list)
 
 
-def standard_callbacks(stage_dir: Path, run_dir: Path, has_val: bool, patience: int, scheduled: bool) -> list:
+def standard_callbacks(stage_dir: Path, run_dir: Path, has_val: bool, patience: int, scheduled: bool,
+                       min_epochs: int = 1) -> list:
     """Early stopping and the best epoch's weights on validation loss, the history, NaN guard;
-    ReduceLROnPlateau only without a learning-rate schedule (the schedule decides the rate)."""
+    ReduceLROnPlateau only without a learning-rate schedule (the schedule decides the rate).
+    Early stopping watches from epoch `min_epochs` on, so a stage trains at least that many."""
     monitor = "val_loss" if has_val else "loss"
     reduce_lr = [] if scheduled else [
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=max(1, patience // 2), min_lr=1e-6)
     ]
     return reduce_lr + [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience),  # best weights: from the checkpoint
+        # best weights: from the checkpoint
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, start_from_epoch=min_epochs - 1),
         resume.best_checkpoint(stage_dir, monitor),
         history.HistoryWriter(run_dir / runs.HISTORY, stage_dir.name, history.clock_of(run_dir)),
     ]
@@ -116,18 +120,20 @@ def fit_stage(
     passes = config.get("epoch_passes") or 1  # over the training images per epoch (tiny training sets)
     x_val = splits.x_val if x_val is None else x_val
     has_val = len(splits.y_val) > 0
-    steps = epochs * -(-len(x_train) * passes // config["batch_size"])
+    steps_per_epoch = -(-len(x_train) * passes // config["batch_size"])
+    steps = epochs * steps_per_epoch
+    min_epochs = schedule.min_epochs(config, stage, steps_per_epoch, epochs)  # its min_steps, early stopping or not
     _compile(model, learning_rate(lr, config["lr_schedule"], steps), config, has_accelerator)
     train = fit_inputs(x_train, splits.y_train, config["batch_size"], shuffle=True, seed=config["seed"], passes=passes)
-    standard = standard_callbacks(stage_dir, run_dir, has_val, config["patience"], config["lr_schedule"] != "constant")
+    standard = standard_callbacks(stage_dir, run_dir, has_val, config["patience"], config["lr_schedule"] != "constant", min_epochs)
     standard += history.tensorboard_callbacks(run_dir, stage, config.get("tensorboard", False))
     timer = EpochTimer()
     resume_point = resume.ResumePoint(
         stage_dir, state, [c for c in standard if isinstance(c, tuple(resume.MEMORY))], timer
     )
-    schedule = "" if config["lr_schedule"] == "constant" else f" ({config['lr_schedule']} schedule)"
+    lr_text = "" if config["lr_schedule"] == "constant" else f" ({config['lr_schedule']} schedule)"
     again = f", continuing after epoch {state.epochs_done}" if state.epochs_done else ""
-    log(f"stage {stage}: {epochs} epoch(s) at lr {lr:g}{schedule}, {_trainable_params(model):,} trainable parameters{again}")
+    log(f"stage {stage}: {epochs} epoch(s) at lr {lr:g}{lr_text}, {_trainable_params(model):,} trainable parameters{again}")
     earlier_seconds = sum(state.epoch_seconds)  # epochs finished before an interruption
     start = time.perf_counter()
     model.fit(
@@ -258,6 +264,15 @@ def train(
         folders.record_split(run_dir / folders.SPLIT_FILE, folder)
         splits = _cached_on_disk(splits, run_dir)
     log(f"data: splits {splits.sizes()} (seed {config['seed']})")
+
+    # Size the schedule to the training set (kerastl.schedule); the config records the result
+    config, sized = schedule.size_to_data(config, len(splits.y_train), has_accelerator)
+    runs.write_config(run_dir, config)
+    log(schedule.describe(sized, config, has_accelerator))
+    if folder is not None and config["mode"] in TRANSFER_MODES and not config.get("image_size"):
+        if data.image_shape[0] != config["img_size"]:
+            log(f"data: images decoded at {config['img_size']}x{config['img_size']}, the input size of this schedule")
+            splits, data = folders.stored_at(splits, data, config["img_size"])
     distribute.fit_batch_to(config, len(splits.y_train), log)
 
     # Build the model
@@ -277,7 +292,12 @@ def train(
         test_accuracy, test_loss = evaluation.score(probabilities, splits.y_test)
     log(f"test: accuracy {test_accuracy:.4f}, loss {test_loss:.4f} on {len(splits.y_test)} images")
 
-    # Write the run: the model, then the metrics (which mark it finished); drop the resume state
+    # Write the run: the model, then the metrics (which mark it finished); drop the resume state.
+    # model.keras is saved compiled with Keras' own loss, so plain `keras.saving.load_model` opens it
+    # without kerastl (the label-smoothed training loss is kerastl's class).
+    model.compile(optimizer=_optimizer(config["lr"], config["weight_decay"]), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.optimizer.build(model.trainable_variables)  # its (zero) slots saved, so loading it warns of no mismatch
     with atomic_path(run_dir / runs.MODEL, suffix=".keras") as tmp:
         model.save(tmp)
     if config["mode"] == "pretrain":
@@ -294,6 +314,7 @@ def train(
         except Exception as exc:
             log(f"figures: not drawn ({first_line(exc)})")
     metrics = _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy, epochs)
+    metrics["schedule"] = sized.summary()
     metrics.update(classes=data.num_classes, image_shape=list(data.image_shape))
     if folder is not None and folder.skipped:
         metrics["skipped_images"] = len(folder.skipped)

@@ -180,7 +180,7 @@ def test_command_line_in_a_real_process():
 def test_the_quick_plan_trains_small_data_sensibly(tmp_path):
     import math
 
-    from kerastl import config
+    from kerastl import config, schedule
     from kerastl.study import plan
 
     quick = plan.BUDGETS["quick"]
@@ -200,13 +200,14 @@ def test_the_quick_plan_trains_small_data_sensibly(tmp_path):
         assert config.check(dict(c), "plan")  # every planned value passes the schema
         if spec.size != "all" and spec.contender != "fashion-pretrain":
             train_images = 10 * (spec.size - max(1, round(spec.size * c["validation_fraction"])))
-            steps_per_epoch = math.ceil(train_images / c["batch_size"]) * c["epoch_passes"]
+            steps_per_epoch = math.ceil(train_images * c["epoch_passes"] / c["batch_size"])
             assert c["per_class"] == spec.size and c["test_limit"] == quick.test_limit and c["seed"] == spec.seed
-            assert 16 <= c["batch_size"] <= train_images and steps_per_epoch >= plan.STEPS_PER_EPOCH
-            assert c["epochs"] * steps_per_epoch >= quick.min_steps or c["epochs"] == quick.max_epochs
+            assert 16 <= c["batch_size"] <= train_images and steps_per_epoch >= schedule.STEPS_PER_EPOCH
+            assert c["epochs"] * steps_per_epoch >= c["min_steps"] or c["epochs"] == c["max_epochs"]
             assert c.get("augment", True) or c["mode"] == "feature"
     # all images: the contenders' own recipes, untouched
-    assert by_name["finetune-all-s0"] == plan.base_config("finetune", False)
+    recipe = config.resolve_run_config("finetune", None, {}, False)
+    assert {**by_name["finetune-all-s0"], "given": []} == recipe and by_name["finetune-all-s0"]["given"] == ["seed"]
 
 
 def test_fresh_starts_the_study_over(tmp_path, capsys):
@@ -229,6 +230,6 @@ def test_the_full_plan_on_a_gpu(tmp_path):
     assert sizes[("finetune", 300)] == [0, 1, 2] and sizes[("finetune", 1000)] == [0] and sizes[("scratch", "all")] == [0]
     assert {s.config["test_limit"] for s in specs} == {None}  # the whole test set
     finetune = next(s.config for s in specs if s.name == "finetune-n10-s0")
-    assert finetune["img_size"] is None and finetune["precision"] == "auto"  # native size, mixed precision on the GPU
+    assert finetune["img_size"] == 224 and finetune["precision"] == "auto"  # native size, mixed precision on the GPU
     assert plan.reductions(full, tuple(plan.CONTENDERS), full.sizes, full.seeds, None, None, *plan.backbones(True)) == [
         "backbones at small inputs (native: 224 px): resnet18 at 32 px (configs/finetune.yaml, configs/pretrain.yaml)"]

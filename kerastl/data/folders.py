@@ -97,6 +97,16 @@ class FolderData:
         return self.files[split][1]
 
 
+def stored_at(splits, data, side: int):
+    """(splits, DataInfo) of an image folder with its images decoded at `side` x `side` instead,
+    when the schedule chose another input size than the scan stored (kerastl.schedule)."""
+    if data.image_shape[:2] == (side, side):
+        return splits, data
+    for name in ("x_train", "x_val", "x_test"):
+        setattr(splits, name, replace(getattr(splits, name), size=(side, side)))
+    return splits, replace(data, image_shape=(side, side, data.image_shape[2]))
+
+
 # Decoding: the same TensorFlow ops for training, export and predict
 
 

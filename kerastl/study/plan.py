@@ -1,19 +1,19 @@
 """What a comparison study trains: contenders, data sizes, seeds, budgets and small-data recipes.
 
-Every run of the study is an ordinary `kerastl.fit` run, configured here: a contender's mode and
-config (configs/<mode>.yaml, with the [cpu] section when there is no accelerator), then the
-study's changes, which are only the data budget (`per_class`, `seed`) and, for small budgets, the
-training length scaled to the data (see `small_data_recipe`).
+Every run of the study is an ordinary `kerastl.fit` run with its mode's defaults (configs/<mode>.yaml,
+with the [cpu] section when there is no accelerator). The study asks only for the data budget
+(`per_class`, `seed`, `test_limit`) and the contender's starting weights; `fit` sizes the schedule
+to the data itself (kerastl.schedule), so a learner who reruns a row with `fit` gets the same run.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kerastl import config as config_module
+from kerastl import schedule
 from kerastl.errors import UserError
 
 ALL = "all"  # the whole training split (validation carved from it), not a per-class budget
@@ -55,8 +55,6 @@ class Budget:
     many_seeds_up_to: int  # larger sizes train seed 0 only (their spread is small, their runs long)
     test_limit: int | None  # test images scored by runs on a per-class budget (None: all 10,000)
     all_contenders: tuple[str, ...]  # contenders that also train on all images
-    max_epochs: int  # cap of a small-data run's epochs
-    min_steps: int  # optimiser steps a small-data run aims for
     pretrain_limit: int | None  # Fashion-MNIST images for the `fashion` contender's pretraining
     pretrain_epochs: int | None
 
@@ -64,11 +62,11 @@ class Budget:
 BUDGETS = {
     "quick": Budget(
         "quick", sizes=(10, 100, ALL), seeds=2, many_seeds_up_to=10, test_limit=2000,
-        all_contenders=("mlp", "cnn", "feature", "finetune"), max_epochs=40, min_steps=300, pretrain_limit=10_000, pretrain_epochs=2,
+        all_contenders=("mlp", "cnn", "feature", "finetune"), pretrain_limit=10_000, pretrain_epochs=2,
     ),
     "full": Budget(
         "full", sizes=SIZES, seeds=3, many_seeds_up_to=300, test_limit=None, all_contenders=tuple(CONTENDERS),
-        max_epochs=100, min_steps=1000, pretrain_limit=None, pretrain_epochs=None,
+        pretrain_limit=None, pretrain_epochs=None,
     ),
 }
 
@@ -96,13 +94,11 @@ def reductions(
     if "fashion" in contenders and (budget.pretrain_limit or budget.pretrain_epochs):
         notes.append(f"the Fashion-MNIST backbone is pretrained on {budget.pretrain_limit or 60_000:,} images for "
                      f"{budget.pretrain_epochs or 'the configured'} epochs")
-    if (budget.min_steps, budget.max_epochs) != (full.min_steps, full.max_epochs):
-        notes.append(f"small-data runs aim for {budget.min_steps} optimiser steps in at most {budget.max_epochs} epochs "
-                     f"(full: {full.min_steps} in {full.max_epochs})")
     if max_epochs:
         notes.append(f"no stage trains more than {max_epochs} epochs (--max-epochs)")
     used = [b for b, users in ((imagenet, ("feature", "finetune")), (domain, ("scratch", "fashion"))) if set(users) & set(contenders)]
-    sizes_px = [f"{b['backbone']} at {b['img_size']} px" for b in used if b["img_size"]]
+    sizes_px = [f"{b['backbone']} at {b['img_size']} px" + (f" ({b['small_data_img_size']} px on small data)" if b.get("small_data_img_size") else "")
+                for b in used if b["img_size"]]
     if sizes_px:
         notes.append(f"backbones at small inputs (native: 224 px): {', '.join(sizes_px)} (configs/finetune.yaml, configs/pretrain.yaml)")
     return notes
@@ -110,13 +106,15 @@ def reductions(
 
 @dataclass
 class RunSpec:
-    """One fit run of the study; `config` is the complete resolved config it trains with."""
+    """One fit run of the study: the `options` it gives `fit` (the data budget and starting weights),
+    and the complete `config` that `fit` trains with, sized to the data as `fit` sizes it."""
 
     name: str  # run folder inside the study folder
     contender: str  # a CONTENDERS key, or FASHION_PRETRAIN
     size: int | str  # labelled images per class, or ALL
     seed: int
-    config: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
     needs: str | None = None  # a run that must finish first
     estimate_s: float = 0.0  # rough seconds on a 2-core CPU, for the progress line
 
@@ -157,35 +155,22 @@ def base_config(mode: str, has_accelerator: bool, overrides: dict[str, Any] | No
     return config_module.resolve(mode, None, overrides or {}, has_accelerator)
 
 
-STEPS_PER_EPOCH = 30  # a small-data epoch: enough steps to pay for its validation and checkpoints
+def planned(mode: str, options: dict[str, Any], has_accelerator: bool) -> dict[str, Any]:
+    """The config `kerastl.fit --mode MODE` trains with, given `options` (as flags): resolved, then
+    sized to the training images the options leave (kerastl.schedule), as `fit` does."""
+    config = config_module.resolve_run_config(mode, None, options, has_accelerator, origin="study")
+    return schedule.size_to_data(config, train_images(config), has_accelerator)[0]
 
 
-def small_data_recipe(config: dict[str, Any], train_images: int, budget: Budget) -> dict[str, Any]:
-    """Batch size, passes per epoch, epochs and patience for a small training set.
+def train_images(config: dict[str, Any]) -> int:
+    """Training images of a run on MNIST or Fashion-MNIST (60,000 in the train split)."""
+    if config.get("per_class"):
+        return 10 * (config["per_class"] - validation_per_class(config["per_class"], config["validation_fraction"]))
+    return config.get("limit") or 60_000 - round(60_000 * config["validation_fraction"])
 
-    A recipe made for 54,000 images starves 90 of them (batch 128: one step per epoch). Here the
-    batch shrinks to give about 10 steps per pass over the images (16 images at least), an epoch
-    makes several passes so it has at least STEPS_PER_EPOCH steps (validation, checkpoints and the
-    backup after every epoch cost the same for 6 steps as for 600), and the run gets
-    `budget.min_steps` optimiser steps (at most `budget.max_epochs` epochs), with early stopping on
-    the validation images of the same budget. Augmentation is on where the model has it.
-    """
-    batch = min(config["batch_size"], max(16, 2 ** int(math.log2(max(1, train_images // 10)))))
-    steps_per_pass = math.ceil(train_images / batch)
-    passes = max(1, math.ceil(STEPS_PER_EPOCH / steps_per_pass))
-    steps_per_epoch = steps_per_pass * passes
-    epochs = min(budget.max_epochs, max(5, math.ceil(budget.min_steps / steps_per_epoch)))
-    changes: dict[str, Any] = {
-        "batch_size": batch,
-        "epoch_passes": passes,
-        "epochs": epochs,
-        "patience": max(config["patience"], epochs // 3),
-    }
-    if config["mode"] in ("finetune", "partial"):  # the head stage: a quarter of the steps
-        changes["head_epochs"] = max(1, min(budget.max_epochs // 4, math.ceil(budget.min_steps / 4 / steps_per_epoch)))
-    if "augment" in config_module.SCHEMA and config["mode"] != "feature":  # features are computed once: nothing to augment
-        changes["augment"] = True
-    return changes
+
+def validation_per_class(per_class: int, validation_fraction: float) -> int:
+    return max(1, round(per_class * validation_fraction))
 
 
 def plan(
@@ -194,67 +179,61 @@ def plan(
 ) -> list[RunSpec]:
     """The study's runs in the order they train: the Fashion-MNIST pretraining, then per contender
     all images first (the lesson's table), then the per-class sizes from small to large."""
-    imagenet, domain = backbones(has_accelerator)
+    domain = backbones(has_accelerator)[1]
     specs: list[RunSpec] = []
     if "fashion" in contenders:
-        overrides = {**domain, "dataset": "fashion_mnist", "weights": "none", "seed": 0,
-                     "limit": budget.pretrain_limit, "epochs": budget.pretrain_epochs, "test_limit": test_limit or budget.test_limit}
-        config = base_config("pretrain", has_accelerator, {k: v for k, v in overrides.items() if v is not None})
-        specs.append(RunSpec(FASHION_PRETRAIN, FASHION_PRETRAIN, ALL, 0, _cap(config, max_epochs)))
+        options = {"backbone": domain["backbone"], "img_size": domain["img_size"], "dataset": "fashion_mnist", "weights": "none",
+                   "seed": 0, "limit": budget.pretrain_limit, "epochs": budget.pretrain_epochs,
+                   "test_limit": test_limit or budget.test_limit}
+        specs.append(_spec(FASHION_PRETRAIN, FASHION_PRETRAIN, "pretrain", ALL, 0, options, max_epochs, has_accelerator))
     for name in contenders:
         for size in sorted(sizes, key=lambda s: (s != ALL, s if s != ALL else 0)):
             if size == ALL and name not in budget.all_contenders:
                 continue
             for seed in seeds_for(size, seeds, budget):
-                specs.append(_run(name, size, seed, budget, study_dir, has_accelerator, imagenet, domain, test_limit, max_epochs))
+                specs.append(_run(name, size, seed, budget, study_dir, has_accelerator, domain, test_limit, max_epochs))
     for spec in specs:
         spec.estimate_s = estimate_seconds(spec)
     return specs
 
 
 def backbones(has_accelerator: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """({backbone, img_size} of the ImageNet contenders, the same of the random-init and Fashion-MNIST ones).
+    """({backbone, img_size, small_data_img_size} of the ImageNet contenders, the same of the
+    random-init and Fashion-MNIST ones).
 
     ImageNet: the finetune config's backbone (EfficientNet-Lite0, whose weights install offline).
     Random init and Fashion-MNIST: the pretrain config's (ResNet-18), one architecture for both so
-    their comparison isolates the starting weights. EfficientNet-Lite0 trained from scratch keeps
-    batch-norm momentum 0.99, whose moving statistics lag a short run: 3 epochs on 10,000
-    Fashion-MNIST images scored 9.4 %, chance; ResNet-18's momentum 0.9 settles in time.
+    their comparison isolates the starting weights. (EfficientNet-Lite0 trained from scratch once
+    scored 9.4 %, chance, after 3 epochs on 10,000 Fashion-MNIST images.)
     """
     finetune, pretrain = base_config("finetune", has_accelerator), base_config("pretrain", has_accelerator)
-    return (
-        {"backbone": finetune["backbone"], "img_size": finetune["img_size"]},
-        {"backbone": pretrain["backbone"], "img_size": pretrain["img_size"]},
-    )
+    keys = ("backbone", "img_size", "small_data_img_size")
+    return {k: finetune[k] for k in keys}, {k: pretrain[k] for k in keys}
 
 
-def _run(name, size, seed, budget, study_dir, has_accelerator, imagenet, domain, test_limit, max_epochs) -> RunSpec:
+def _run(name, size, seed, budget, study_dir, has_accelerator, domain, test_limit, max_epochs) -> RunSpec:
     contender = CONTENDERS[name]
-    overrides: dict[str, Any] = {"seed": seed}
+    options: dict[str, Any] = {"seed": seed}
     needs = None
     if name == "scratch":  # the lesson's "random weights" row: batch norm must learn, as in pretrain
-        overrides.update(domain, dataset="mnist", weights="none")
+        options.update(backbone=domain["backbone"], img_size=domain["img_size"], dataset="mnist", weights="none")
     elif name == "fashion":
         needs = FASHION_PRETRAIN
-        overrides.update(domain, weights=str(study_dir / FASHION_PRETRAIN / "backbone.weights.h5"))
+        options.update(backbone=domain["backbone"], img_size=domain["img_size"],
+                       weights=str(study_dir / FASHION_PRETRAIN / "backbone.weights.h5"))
     if size != ALL:
-        overrides["per_class"] = size
-        overrides["test_limit"] = budget.test_limit
+        options.update(per_class=size, test_limit=budget.test_limit)
     if test_limit is not None:
-        overrides["test_limit"] = test_limit
-    config = base_config(contender.mode, has_accelerator, {k: v for k, v in overrides.items() if v is not None})
-    if size != ALL:
-        val_per_class = max(1, round(size * config["validation_fraction"]))
-        config.update(small_data_recipe(config, 10 * (size - val_per_class), budget))
-    return RunSpec(f"{name}-{size_key(size)}-s{seed}", name, size, seed, _cap(config, max_epochs), needs)
+        options["test_limit"] = test_limit
+    spec = _spec(f"{name}-{size_key(size)}-s{seed}", name, contender.mode, size, seed, options, max_epochs, has_accelerator)
+    spec.needs = needs
+    return spec
 
 
-def _cap(config: dict[str, Any], max_epochs: int | None) -> dict[str, Any]:
-    """`--max-epochs` (smoke tests): no stage runs longer."""
-    if max_epochs:
-        config["epochs"] = min(config["epochs"], max_epochs)
-        config["head_epochs"] = min(config["head_epochs"], max_epochs)
-    return config
+def _spec(name, contender, mode, size, seed, options, max_epochs, has_accelerator) -> RunSpec:
+    """`--max-epochs` (smoke tests) caps every stage, as fit's `max_epochs` does."""
+    options = {k: v for k, v in {**options, "max_epochs": max_epochs}.items() if v is not None}
+    return RunSpec(name, contender, size, seed, options, planned(mode, options, has_accelerator))
 
 
 # Rough speeds on the 2-core CPU (training images/s, test images/s, fixed seconds for start-up,

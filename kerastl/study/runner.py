@@ -1,6 +1,6 @@
 """Train the study's runs one after another: reuse finished ones, report failures, show progress.
 
-Each run is `kerastl.fit` called in this process with the run's complete config, so its folder is
+Each run is `kerastl.run` called in this process with the run's options (kerastl.study.plan), so its folder is
 an ordinary run folder (resumable, exportable, with its figures). In-process rather than one
 subprocess per run: on the 2-core CPU importing TensorFlow and Keras costs 6-9 s per process,
 3-4 minutes of a 30-minute study of ~30 runs. What a subprocess would give is kept otherwise: a
@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from kerastl import runs
-from kerastl.cli import EXIT_INTERRUPTED
 from kerastl.errors import UserError, first_line
 from kerastl.study.plan import ALL, RunSpec
 
@@ -46,6 +41,10 @@ class StudyInterrupted(Exception):
 
 def differing_keys(recorded: dict, planned: dict) -> list[str]:
     """Config keys whose recorded value differs from the planned one (img_size: null means native)."""
+    def comparable(config: dict) -> dict:  # the study's folder options are not part of the recipe
+        return {**config, "given": sorted(set(config.get("given") or ()) - set(IGNORED_KEYS))}
+
+    recorded, planned = comparable(recorded), comparable(planned)
     keys = set(recorded) | set(planned)
     return sorted(
         k for k in keys
@@ -109,22 +108,21 @@ class Progress:
 
 
 def train_one(spec: RunSpec, study_dir: Path, log_path: Path) -> None:
-    """`kerastl.fit --config <the run's config> --run-name <name>` in this process, output to `log_path`."""
+    """`kerastl.run(mode, **spec.options)` in this process, into the study folder, output to `log_path`."""
     import keras
 
-    from kerastl import fit
+    from kerastl.api import run_with_options
+    from kerastl.config import OPTIONS
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="kerastl-study-") as tmp, open(log_path, "w") as log:
-        config_file = Path(tmp) / f"{spec.config['mode']}.yaml"
-        config_file.write_text(yaml.safe_dump(spec.config, sort_keys=True))
-        argv = ["--mode", spec.config["mode"], "--config", str(config_file), "--output-dir", str(study_dir), "--run-name", spec.name]
-        tf_logger = logging.getLogger("tensorflow")
-        level = tf_logger.level
-        tf_logger.setLevel(logging.ERROR)  # retracing notes: many models in one process is the point here
+    options = {**dict.fromkeys(OPTIONS), **spec.options, "output_dir": str(study_dir), "run_name": spec.name}
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)  # retracing notes: many models in one process is the point here
+    with open(log_path, "w") as log:
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                code = fit.main(argv)
+                run_with_options(spec.config["mode"], None, options, log=print, origin="study")
         except Exception:
             log.write(traceback.format_exc())
             raise
@@ -132,10 +130,6 @@ def train_one(spec: RunSpec, study_dir: Path, log_path: Path) -> None:
             tf_logger.setLevel(level)
             keras.backend.clear_session()
             gc.collect()
-    if code == EXIT_INTERRUPTED:
-        raise StudyInterrupted(spec.name)
-    if code != 0:
-        raise RuntimeError(f"kerastl.fit exited with status {code} (see {log_path})")
 
 
 def run_all(specs: list[RunSpec], study_dir: Path, print_line: Callable[[str], None]) -> dict[str, Outcome]:
@@ -159,13 +153,13 @@ def run_all(specs: list[RunSpec], study_dir: Path, print_line: Callable[[str], N
         start = time.perf_counter()
         try:
             train_one(spec, study_dir, study_dir / LOGS / f"{spec.name}.log")
-        except (KeyboardInterrupt, StudyInterrupted):
+        except KeyboardInterrupt:  # kerastl.errors.RunInterrupted too
             raise StudyInterrupted(spec.name) from None
         except Exception as exc:  # one failing run must not stop the study
             outcomes[spec.name] = Outcome("failed", first_line(exc), time.perf_counter() - start)
             progress.end(k, spec, outcomes[spec.name], f"FAILED: {first_line(exc)}")
             continue
         outcomes[spec.name] = Outcome("trained", seconds=time.perf_counter() - start)
-        metrics = json.loads((run_dir / runs.METRICS).read_text())
+        metrics = runs.read_metrics(run_dir)
         progress.end(k, spec, outcomes[spec.name], f"test accuracy {100 * metrics['test_accuracy']:.2f} % in {clock(outcomes[spec.name].seconds)}")
     return outcomes

@@ -1,0 +1,117 @@
+"""The schedule sized to the training set (kerastl.schedule): its arithmetic, the steps a small run
+really takes, flags that win over it, and a study that asks fit for no recipe of its own."""
+
+import math
+
+import pytest
+
+import kerastl
+from kerastl import config as config_module
+from kerastl import schedule
+from kerastl.study import plan
+
+
+def _sized(mode: str, train_images: int, accelerator: bool = False, **flags):
+    config = config_module.resolve_run_config(mode, None, flags, accelerator)
+    return schedule.size_to_data(config, train_images, accelerator)
+
+
+# (training images) -> batch, passes, steps an epoch, epochs per stage, patience, img_size (None: not a transfer mode)
+CNN = {
+    40: (16, 12, 30, {"train": 12}, 4, None),
+    400: (32, 3, 38, {"train": 12}, 4, None),
+    4000: (128, 1, 32, {"train": 12}, 4, None),  # 384 steps as configured: enough
+    54000: (128, 1, 422, {"train": 12}, 4, None),
+}
+FINETUNE_CPU = {
+    40: (16, 12, 30, {"head": 3, "finetune": 10}, 3, 96),
+    400: (32, 3, 38, {"head": 2, "finetune": 8}, 2, 96),
+    4000: (128, 1, 32, {"head": 3, "finetune": 10}, 3, 40),  # a 32-step head stage is short of its 75
+    54000: (128, 1, 422, {"head": 1, "finetune": 5}, 2, 40),
+}
+
+
+@pytest.mark.parametrize("mode, table", [("cnn", CNN), ("finetune", FINETUNE_CPU)])
+@pytest.mark.parametrize("images", [40, 400, 4000, 54000])
+def test_schedule_arithmetic(mode, table, images):
+    config, sized = _sized(mode, images)
+    batch, passes, per_epoch, epochs, patience, img_size = table[images]
+    assert (sized.batch_size, sized.epoch_passes, sized.steps_per_epoch, sized.stage_epochs) == (batch, passes, per_epoch, epochs)
+    assert per_epoch >= schedule.STEPS_PER_EPOCH
+    assert (config["batch_size"], config["epoch_passes"], config["patience"]) == (batch, passes, patience)
+    assert per_epoch == math.ceil(images * passes / batch)
+    assert config.get("img_size") == img_size
+    for stage, n in epochs.items():  # every stage reaches its target steps, or its cap
+        assert n * per_epoch >= schedule.target_steps(config, stage) or n == 10 or n == config["max_epochs"]
+
+
+@pytest.mark.parametrize("mode", ["mlp", "cnn", "feature", "finetune", "partial", "pretrain"])
+@pytest.mark.parametrize("accelerator", [False, True])
+def test_the_full_training_split_keeps_its_recipe(mode, accelerator):
+    config = config_module.resolve_run_config(mode, None, {}, accelerator)
+    sized, what = schedule.size_to_data(config, 54000, accelerator)  # MNIST's or Fashion-MNIST's 60,000 less validation
+    assert sized == config and what.sized == () and not what.small
+
+
+def test_given_flags_win_over_the_sizing():
+    config, sized = _sized("finetune", 40, batch_size=128, epochs=5, img_size=48)
+    assert config["given"] == ["batch_size", "epochs", "img_size"]
+    assert (config["batch_size"], config["epochs"], config["img_size"]) == (128, 5, 48)
+    # what was not given is still sized around them: 96 passes of 40 images make 30 batches of 128; a 75-step head stage
+    assert (config["epoch_passes"], sized.steps_per_epoch, config["head_epochs"]) == (96, 30, 3)
+    assert set(sized.sized) == {"epoch_passes", "head_epochs"}  # patience 2 already covers 8 // 3
+    assert "kept as you set them: batch_size, epochs, img_size" in schedule.describe(sized, config, False)
+
+
+def test_min_steps_zero_turns_the_sizing_off_and_max_epochs_caps():
+    config, sized = _sized("finetune", 40, min_steps=0)
+    assert sized.sized == () and (config["batch_size"], config["img_size"], config["epochs"]) == (128, 40, 5)
+    config, sized = _sized("cnn", 40, max_epochs=3)
+    assert config["epochs"] == 3 and config["batch_size"] == 16
+
+
+def test_an_own_config_file_is_taken_as_written(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("epochs: 3\nbatch_size: 64\ncpu:\n  img_size: 48\n")
+    config = config_module.resolve_run_config("finetune", path, {}, accelerator=False)
+    assert config["given"] == ["batch_size", "epochs", "img_size"]
+    sized, _ = schedule.size_to_data(config, 40, False)
+    assert (sized["epochs"], sized["batch_size"], sized["img_size"]) == (3, 64, 48)
+
+
+def test_a_40_image_run_takes_at_least_min_steps(tmp_path):
+    import keras
+
+    class Steps(keras.callbacks.Callback):
+        count = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            Steps.count += 1
+
+    lines = []
+    run = kerastl.run("mlp", limit=40, test_limit=50, seed=0, output_dir=str(tmp_path), run_name="r",
+                      callbacks=[Steps()], log=lines.append)
+    chosen = run.metrics["schedule"]
+    assert chosen["train_images"] == 40 and chosen["batch_size"] == 16 and chosen["epoch_passes"] == 12
+    assert chosen["steps_per_epoch"] == 30  # 480 images an epoch: full batches on every backend
+    assert Steps.count == run.metrics["epochs_run"]["train"] * 30 >= 300  # early stopping waits for the 300 steps
+    assert any(line.startswith("kerastl: schedule for 40 training images: batch 16, 30 steps an epoch (12 passes)") for line in lines)
+    assert run.config["batch_size"] == 16 and run.config["given"] == ["limit", "output_dir", "run_name", "seed", "test_limit"]
+
+
+def test_the_study_asks_fit_for_no_recipe_of_its_own(tmp_path):
+    data_budget = {"seed", "per_class", "test_limit", "max_epochs"}
+    contender = {"backbone", "img_size", "dataset", "weights"}  # which network and starting weights
+    pretraining = {"limit", "epochs"}  # the Fashion-MNIST pretraining's own budget
+    for name, budget in plan.BUDGETS.items():
+        for accelerator in (False, True):
+            specs = plan.plan(tuple(plan.CONTENDERS), budget.sizes, budget.seeds, budget, tmp_path, accelerator, max_epochs=7)
+            for spec in specs:
+                allowed = data_budget | contender | (pretraining if spec.contender == plan.FASHION_PRETRAIN else set())
+                assert set(spec.options) <= allowed, (spec.name, set(spec.options) - allowed)
+                # what it trains with is what fit makes of those options, sized by fit's own rules
+                config = config_module.resolve_run_config(spec.config["mode"], None, spec.options, accelerator)
+                assert spec.config == schedule.size_to_data(config, plan.train_images(config), accelerator)[0]
+    n10 = next(s for s in plan.plan(("finetune",), (10,), 1, plan.BUDGETS["quick"], tmp_path, False))
+    assert n10.options == {"seed": 0, "per_class": 10, "test_limit": 2000}
+    assert (n10.config["batch_size"], n10.config["epoch_passes"], n10.config["img_size"], n10.config["epochs"]) == (16, 6, 96, 9)
