@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from kerastl import runs
-from kerastl.config import DEFAULTS, OPTIONS, resolve_run_config
+from kerastl.config import DEFAULTS, OPTIONS, SCHEMA, resolve_run_config
 from kerastl.errors import RunInterrupted, UserError
 
 DEFAULT_MODE = "finetune"
@@ -29,50 +29,26 @@ def run(
     mode: str | None = None,
     *,
     config: str | Path | None = None,
-    dataset: str | None = None,
-    data_dir: str | None = None,
-    epochs: int | None = None,
-    head_epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    finetune_lr: float | None = None,
-    lr_schedule: str | None = None,
-    limit: int | None = None,
-    per_class: int | None = None,
-    test_limit: int | None = None,
-    min_steps: int | None = None,
-    max_epochs: int | None = None,
-    seed: int | None = None,
-    backbone: str | None = None,
-    weights: str | None = None,
-    img_size: int | None = None,
-    image_size: int | None = None,
-    unfreeze: int | None = None,
-    precision: str | None = None,
-    output_dir: str | None = None,
-    run_name: str | None = None,
-    export: bool | None = None,
-    tensorboard: bool | None = None,
-    augment: bool | None = None,
-    label_smoothing: float | None = None,
-    distribute: str | None = None,
-    devices: int | None = None,
     resume: bool = False,
     callbacks: Sequence[Any] = (),
     log: Log = print,
+    **options: Any,
 ) -> runs.Run:
     """Train `mode` (default finetune) and write its run folder; returns the finished Run.
 
-    Every keyword left at None takes its value from `configs/<mode>.yaml` (or `config`), whose
-    `cpu:` section applies without a GPU/TPU. `resume=True` continues an interrupted run
-    (`run_name`, else the newest unfinished run of `mode`) with its recorded config, so it takes
-    no other option. `callbacks` (keras.callbacks.Callback) are added to every stage's `fit`.
-    `log` receives kerastl's progress lines. Raises kerastl.UserError for a mistake in the
-    arguments or files, and kerastl.errors.RunInterrupted (a KeyboardInterrupt) on Ctrl-C.
+    `options` are the flags of `python -m kerastl.fit` with underscores (listed below, from
+    kerastl.config.SCHEMA). Every option not given takes its value from `configs/<mode>.yaml` (or
+    `config`), whose `cpu:` section applies without a GPU/TPU. `resume=True` continues an
+    interrupted run (`run_name`, else the newest unfinished run of `mode`) with its recorded
+    config, so it takes no other option. `callbacks` (keras.callbacks.Callback) are added to every
+    stage's `fit`. `log` receives kerastl's progress lines. Raises kerastl.UserError for a mistake
+    in the arguments or files (an unknown option too), and kerastl.errors.RunInterrupted (a
+    KeyboardInterrupt) on Ctrl-C.
     """
-    given = locals()
-    options = {name: given[name] for name in OPTIONS}
-    return run_with_options(mode, config, options, resume, callbacks, log, origin="kerastl.run")
+    return run_with_options(mode, config, {**dict.fromkeys(OPTIONS), **options}, resume, callbacks, log, origin="kerastl.run")
+
+
+run.__doc__ += "\n    Options:\n" + "".join(f"        {name}: {SCHEMA[name].meaning}\n" for name in OPTIONS)
 
 
 def run_with_options(

@@ -8,7 +8,9 @@ from typing import Callable
 
 from kerastl.errors import UserError
 
+EXIT_ACCURACY_DROP = 1  # kerastl.export (and fit --export): an exported file lost accuracy
 EXIT_USER_ERROR = 2
+EXIT_EXPORT_FAILED = 3  # a conversion or a converted file failed
 EXIT_INTERRUPTED = 130
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from importlib import resources
 from importlib.resources.abc import Traversable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,58 +37,72 @@ def _one_of(*choices) -> Callable[[Any], bool]:
     return lambda v: v in choices
 
 
-# key: (type(s), check, meaning). None is allowed wherever the default is None.
-SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = {
-    "mode": ((str,), _one_of(*MODES), "what to train"),
-    "dataset": ((str,), bool, "mnist, fashion_mnist, or a folder of images with one subfolder per class"),
-    "data_dir": ((str,), None, "folder of the four IDX files (optional)"),
-    "epochs": ((int,), _positive, "epochs (for finetune/partial: of the fine-tuning stage)"),
-    "head_epochs": ((int,), _positive, "epochs of the head-only stage (finetune/partial)"),
-    "batch_size": ((int,), _positive, "images per step"),
-    "lr": ((int, float), _positive, "learning rate (for finetune/partial: of the head stage)"),
-    "finetune_lr": ((int, float), _positive, "learning rate of the fine-tuning stage"),
-    "lr_schedule": ((str,), _one_of("constant", "cosine"), "constant, or cosine decay after a 10 % warm-up"),
-    "weight_decay": ((int, float), lambda v: v >= 0, "AdamW weight decay"),
-    "limit": ((int,), _positive, "train on a seeded subset of N images"),
-    "per_class": ((int,), _positive, "train on N labelled images per class (validation drawn from them), seeded"),
-    "epoch_passes": ((int,), _positive, "passes over the training images per epoch (more steps per epoch for tiny sets)"),
-    "min_steps": ((int,), lambda v: v >= 0, "optimiser steps a stage takes at least: a small training set gets a smaller batch and more epochs (0: epochs as configured; see kerastl.schedule)"),
-    "max_epochs": ((int,), _positive, "no stage trains more epochs than this (caps the schedule sized to small data)"),
-    "small_data_img_size": ((int,), lambda v: 16 <= v <= 1024, "transfer modes without an accelerator: input size for a small training set (see kerastl.schedule)"),
-    "given": ((list,), None, "options the user set (flags, keywords, their own --config file): the schedule sized to the data keeps them"),
-    "test_limit": ((int,), _positive, "score only the first N test images (smoke tests)"),
-    "validation_fraction": ((int, float), _fraction, "share of the train split held out for validation"),
-    "seed": ((int,), lambda v: v >= 0, "seed for splits, shuffling and initialisation"),
-    "patience": ((int,), _positive, "early-stopping patience in epochs"),
-    "dropout": ((int, float), _fraction, "dropout before the classifier"),
-    "augment": ((bool,), None, "random shifts, rotations and zooms of the training images (never flips)"),
-    "label_smoothing": ((int, float), _fraction, "share of each label spread over the other classes"),
-    "backbone": ((str,), None, "pretrained backbone (transfer modes)"),
-    "weights": ((str,), None, "imagenet, none, or a .weights.h5 / .pth path"),
-    "img_size": ((int,), lambda v: 16 <= v <= 1024, "backbone input size; null = native size on a GPU"),
-    "image_size": ((int,), lambda v: 8 <= v <= 1024, "image folders: side of the stored images (null: their own size, or 64 if mixed; the backbone's input size for transfer modes)"),
-    "max_broken_share": ((int, float), lambda v: 0 <= v <= 1, "image folders: stop if more than this share of the images cannot be read"),
-    "unfreeze": ((int,), _positive, "partial: number of blocks, counted from the top, to train"),
-    "precision": ((str,), _one_of("auto", "float32", "mixed_bfloat16", "mixed_float16"), "compute dtype policy"),
-    "jit_compile": ((str, bool), lambda v: v in ("auto", True, False), "XLA: auto, true or false"),
-    "distribute": ((str,), _one_of("auto", "off"), "auto: data-parallel over every local accelerator when there are several; off: one device"),
-    "devices": ((int,), _positive, "train data-parallel on N devices (per process); null = auto"),
-    "output_dir": ((str,), None, "where run folders are written"),
-    "run_name": ((str,), lambda v: bool(v) and "/" not in v, "name of the run folder"),
-    "export": ((bool,), None, "export SavedModel and TFLite after training"),
-    "tensorboard": ((bool,), None, "log to <run>/tensorboard with Keras' TensorBoard callback"),
-    "cpu": ((dict,), None, "overrides applied when no accelerator is present"),
-}
+@dataclass(frozen=True)
+class Key:
+    """One config key: its type(s), the check of its value, its default, what it means, and whether
+    it is an option (a flag of `kerastl.fit` and a keyword of `kerastl.run`, with the same name)."""
 
-DEFAULTS: dict[str, Any] = {
-    "dataset": "mnist", "data_dir": None, "epochs": 10, "head_epochs": 1, "batch_size": 128, "lr": 1e-3,
-    "finetune_lr": None, "lr_schedule": "constant", "weight_decay": 0.0, "limit": None, "per_class": None, "epoch_passes": 1, "min_steps": 300, "max_epochs": 40,
-    "small_data_img_size": None, "given": [], "test_limit": None, "validation_fraction": 0.1,
-    "seed": 0, "patience": 3, "dropout": 0.2, "augment": False, "label_smoothing": 0.0, "backbone": "efficientnet_lite0", "weights": "imagenet",
-    "img_size": None, "image_size": None, "max_broken_share": 0.1, "unfreeze": 4, "precision": "auto", "jit_compile": "auto",
-    "distribute": "auto", "devices": None,
-    "output_dir": "saved_models", "run_name": None, "export": False, "tensorboard": False, "cpu": {},
+    types: tuple[type, ...]
+    check: Callable[[Any], bool] | None
+    default: Any
+    meaning: str
+    option: bool = True
+
+
+# Every key, declared once: the flags, the keywords, the checks and the defaults all come from here.
+# None is allowed wherever the default is None.
+SCHEMA: dict[str, Key] = {
+    "mode": Key((str,), _one_of(*MODES), None, "what to train", option=False),
+    "dataset": Key((str,), bool, "mnist", "mnist, fashion_mnist, or a folder of images with one subfolder per class"),
+    "data_dir": Key((str,), None, None, "folder of the four IDX files, used instead of the download sources"),
+    "epochs": Key((int,), _positive, 10, "epochs (finetune/partial: of the fine-tuning stage)"),
+    "head_epochs": Key((int,), _positive, 1, "finetune/partial: epochs of the head-only stage"),
+    "batch_size": Key((int,), _positive, 128, "images per optimiser step"),
+    "lr": Key((int, float), _positive, 1e-3, "learning rate (finetune/partial: of the head stage)"),
+    "finetune_lr": Key((int, float), _positive, None, "learning rate of the fine-tuning stage (default: the config's, lr/10 if it sets none)"),
+    "lr_schedule": Key((str,), _one_of("constant", "cosine"), "constant", "constant, or cosine decay after a 10 % warm-up"),
+    "weight_decay": Key((int, float), lambda v: v >= 0, 0.0, "AdamW weight decay", option=False),
+    "limit": Key((int,), _positive, None, "train on a seeded subset of N training images"),
+    "per_class": Key((int,), _positive, None, "train on N labelled images per class, balanced and seeded (10 % of them validate)"),
+    "epoch_passes": Key((int,), _positive, 1, "passes over the training images per epoch (more steps per epoch for small sets)", option=False),
+    "min_steps": Key((int,), lambda v: v >= 0, 300, "optimiser steps each stage takes at least: a small training set gets a "
+                     "smaller batch and more epochs (0: epochs as configured; see kerastl.schedule)"),
+    "max_epochs": Key((int,), _positive, 40, "no stage trains more epochs than N (caps the schedule sized to small data)"),
+    "small_data_img_size": Key((int,), lambda v: 16 <= v <= 1024, None,
+                               "transfer modes without an accelerator: input size for a small training set (see kerastl.schedule)", option=False),
+    "given": Key((list,), None, [], "options the user set (flags, keywords, their own --config file): the schedule "
+                 "sized to the data keeps them", option=False),
+    "test_limit": Key((int,), _positive, None, "score only the first N test images (smoke tests)"),
+    "validation_fraction": Key((int, float), _fraction, 0.1, "share of the train split held out for validation", option=False),
+    "seed": Key((int,), lambda v: v >= 0, 0, "seed for splits, shuffling and initialisation"),
+    "patience": Key((int,), _positive, 3, "early-stopping patience in epochs", option=False),
+    "dropout": Key((int, float), _fraction, 0.2, "dropout before the classifier", option=False),
+    "augment": Key((bool,), None, False, "random shifts, rotations and zooms of the training images (never flips)"),
+    "label_smoothing": Key((int, float), _fraction, 0.0, "share of each label spread over the other classes (0-1)"),
+    "backbone": Key((str,), None, "efficientnet_lite0", "pretrained backbone (transfer modes): efficientnet_lite0, resnet18, "
+                    "resnet50, mobilenet_v2, or hub:PRESET (a keras-hub preset name or folder)"),
+    "weights": Key((str,), None, "imagenet", "imagenet, none, or a .weights.h5 / .pth file"),
+    "img_size": Key((int,), lambda v: 16 <= v <= 1024, None, "backbone input size (default: native on a GPU, smaller on a CPU)"),
+    "image_size": Key((int,), lambda v: 8 <= v <= 1024, None, "image folders: side of the stored images (default: their own "
+                      "size, or 64 if mixed; the backbone's input size for transfer modes)"),
+    "max_broken_share": Key((int, float), lambda v: 0 <= v <= 1, 0.1, "image folders: stop if more than this share of the "
+                            "images cannot be read", option=False),
+    "unfreeze": Key((int,), _positive, 4, "partial: blocks to train, counted from the top"),
+    "precision": Key((str,), _one_of("auto", "float32", "mixed_bfloat16", "mixed_float16"), "auto", "compute dtype policy: "
+                     "auto, float32, mixed_bfloat16 or mixed_float16"),
+    "jit_compile": Key((str, bool), lambda v: v in ("auto", True, False), "auto", "XLA: auto, true or false", option=False),
+    "distribute": Key((str,), _one_of("auto", "off"), "auto", "auto: data-parallel over every local accelerator when there "
+                      "are several; off: one device"),
+    "devices": Key((int,), _positive, None, "data-parallel over N devices per process (also CPU devices); default: auto"),
+    "output_dir": Key((str,), None, "saved_models", "where run folders are written"),
+    "run_name": Key((str,), lambda v: bool(v) and "/" not in v, None, "name of the run folder (default: <mode>-<dataset>-<time>)"),
+    "export": Key((bool,), None, False, "export SavedModel and LiteRT afterwards"),
+    "tensorboard": Key((bool,), None, False, "log to <run>/tensorboard with Keras' TensorBoard callback"),
+    "cpu": Key((dict,), None, {}, "overrides applied when no accelerator is present", option=False),
 }
+DEFAULTS: dict[str, Any] = {key: k.default for key, k in SCHEMA.items() if key != "mode"}
+# The keys a command-line flag or a keyword of `kerastl.run` may set (same names, same checks).
+OPTIONS: tuple[str, ...] = tuple(key for key, k in SCHEMA.items() if k.option)
 
 
 def check(config: dict[str, Any], origin: str) -> dict[str, Any]:
@@ -97,7 +112,7 @@ def check(config: dict[str, Any], origin: str) -> dict[str, Any]:
             raise UserError(f"{origin}: unknown config key {key!r} (known: {', '.join(sorted(SCHEMA))})")
         if value is None:
             continue
-        types, valid, meaning = SCHEMA[key]
+        types, valid, meaning = SCHEMA[key].types, SCHEMA[key].check, SCHEMA[key].meaning
         if isinstance(value, bool) and bool not in types:
             raise UserError(f"{origin}: {key} must be {'/'.join(t.__name__ for t in types)} ({meaning}), got {value!r}")
         if not isinstance(value, types) or (valid is not None and not valid(value)):
@@ -149,14 +164,6 @@ def resolve(mode: str, config_path: str | Path | None, overrides: dict[str, Any]
     if config["finetune_lr"] is None:
         config["finetune_lr"] = config["lr"] / 10
     return config
-
-
-# The keys a command-line flag or a keyword of `kerastl.run` may set (same names, same checks).
-OPTIONS = (
-    "dataset", "data_dir", "epochs", "head_epochs", "batch_size", "lr", "finetune_lr", "lr_schedule", "limit",
-    "per_class", "test_limit", "min_steps", "max_epochs", "seed", "backbone", "weights", "img_size", "image_size", "unfreeze", "precision", "output_dir", "run_name",
-    "export", "tensorboard", "augment", "label_smoothing", "distribute", "devices",
-)
 
 
 def resolve_run_config(

@@ -1,7 +1,8 @@
 """`python -m kerastl.fit --mode MODE`: train a model and write its run folder.
 
-A thin wrapper over `kerastl.run` (kerastl.api): each flag is one of its keywords. Flags override
-the mode's YAML config in configs/; the resolved config is saved with the run.
+The command line of `kerastl.run` (kerastl.api): each flag is one of its keywords, both made from
+kerastl.config.SCHEMA. Flags override the mode's YAML config in configs/; the resolved config is
+saved with the run.
 """
 
 from __future__ import annotations
@@ -9,53 +10,29 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kerastl.cli import EXIT_INTERRUPTED, OneLineParser, run_cli
-from kerastl.config import DEFAULTS, MODES, OPTIONS
+from kerastl.cli import EXIT_EXPORT_FAILED, EXIT_INTERRUPTED, OneLineParser, run_cli
+from kerastl.config import MODES, OPTIONS, SCHEMA
 
 PROG = "kerastl.fit"
-EXIT_ACCURACY_DROP = 1  # --export: a file lost accuracy (as `kerastl.export` exits)
-EXIT_EXPORT_FAILED = 3
 
 
 def build_parser() -> OneLineParser:
-    """One flag per keyword of `kerastl.run` (tests/test_api.py checks they stay the same)."""
-    p = OneLineParser(prog=PROG, description="Train an MLP, a CNN or a pretrained backbone on MNIST.")
+    """`--mode`, `--config`, `--resume`, and one flag per option of kerastl.config.SCHEMA (the
+    keywords of `kerastl.run`), with its meaning as the help."""
+    p = OneLineParser(prog=PROG, description="Train an MLP, a CNN or a pretrained backbone on MNIST or your own images.")
     p.add_argument("--mode", help=f"one of {', '.join(MODES)} (default: finetune; with --resume: the run's)")
     p.add_argument("--config", help="YAML config (default: configs/<mode>.yaml)")
-    p.add_argument("--dataset", help="mnist, fashion_mnist, or a folder of images with one subfolder per class")
-    p.add_argument("--data-dir", help="folder with the four IDX files, used instead of the download sources")
-    p.add_argument("--epochs", type=int, help="epochs (finetune/partial: of the fine-tuning stage)")
-    p.add_argument("--head-epochs", type=int, help="finetune/partial: epochs of the head-only stage")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="learning rate (finetune/partial: of the head stage)")
-    p.add_argument("--finetune-lr", type=float,
-                   help="learning rate of the fine-tuning stage (default: the config's, lr/10 if it sets none)")
-    p.add_argument("--lr-schedule", help="constant, or cosine decay after a 10 %% warm-up")
-    p.add_argument("--limit", type=int, help="train on a seeded subset of N training images")
-    p.add_argument("--per-class", type=int, help="train on N labelled images per class, balanced and seeded (10 %% of them validate)")
-    p.add_argument("--test-limit", type=int, help="score only the first N test images (smoke tests)")
-    p.add_argument("--min-steps", type=int, help="optimiser steps each stage takes at least: a small training set gets a "
-                   "smaller batch and more epochs (default 300; 0: epochs as configured)")
-    p.add_argument("--max-epochs", type=int, help="no stage trains more epochs than N (default 40)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--backbone", help="efficientnet_lite0, resnet18, resnet50, mobilenet_v2, or hub:PRESET (a keras-hub preset name or folder)")
-    p.add_argument("--weights", help="imagenet, none, or a .weights.h5 / .pth file")
-    p.add_argument("--img-size", type=int, help="backbone input size (default: native on a GPU, smaller on a CPU)")
-    p.add_argument("--image-size", type=int, help="image folders: side of the stored images (default: their own size, 64 if mixed)")
-    p.add_argument("--unfreeze", type=int, help="partial: blocks to train, counted from the top")
-    p.add_argument("--precision", help="auto, float32, mixed_bfloat16 or mixed_float16")
-    p.add_argument("--distribute", help="auto (every local accelerator when there are several) or off")
-    p.add_argument("--devices", type=int, help="data-parallel over N devices per process (also CPU devices)")
-    p.add_argument("--output-dir", help=f"where run folders go (default: {DEFAULTS['output_dir']})")
-    p.add_argument("--run-name", help="run folder name (default: <mode>-<dataset>-<time>)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run (--run-name, else the newest unfinished one of --mode) "
                         "with its recorded config")
-    p.add_argument("--export", action="store_true", default=None, help="export SavedModel and TFLite afterwards")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="random shifts, rotations and zooms of the training images (never flips)")
-    p.add_argument("--label-smoothing", type=float, help="share of each label spread over the other classes (0-1)")
-    p.add_argument("--tensorboard", action="store_true", default=None, help="log to <run>/tensorboard for TensorBoard")
+    for name in OPTIONS:
+        key = SCHEMA[name]
+        flag, meaning = f"--{name.replace('_', '-')}", key.meaning.replace("%", "%%")
+        if key.types == (bool,):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meaning)
+        else:
+            kind = int if key.types == (int,) else float if float in key.types else str
+            p.add_argument(flag, type=kind, metavar={int: "N", float: "X"}.get(kind, name.split("_")[-1].upper()), help=meaning)
     return p
 
 

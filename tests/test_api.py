@@ -2,11 +2,13 @@
 
 import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 import kerastl
@@ -15,12 +17,12 @@ from kerastl.api import run
 from tests.conftest import ROOT
 
 QUIET = lambda _: None  # noqa: E731
-TINY = dict(epochs=1, limit=300, test_limit=100, seed=0)
+TINY = dict(epochs=1, limit=300, test_limit=100, seed=0, min_steps=0)  # a fixed schedule (tests/test_schedule.py sizes them)
 
 
-def test_two_runs_in_one_interpreter_return_what_their_folders_hold(tmp_path):
+def test_two_runs_in_one_interpreter_return_what_their_folders_hold(tmp_path, mnist):
     lines = []
-    mlp = kerastl.run("mlp", batch_size=32, output_dir=str(tmp_path), run_name="mlp", log=lines.append, **TINY)  # enough steps on every backend (JAX drops a short last batch)
+    mlp = kerastl.run("mlp", batch_size=32, label_smoothing=0.1, output_dir=str(tmp_path), run_name="mlp", log=lines.append, **TINY)  # enough steps on every backend (JAX drops a short last batch)
     feature = kerastl.run("feature", img_size=32, lr=0.01, output_dir=str(tmp_path), run_name="feature", log=QUIET, **TINY)
     for result, mode, stage in ((mlp, "mlp", "train"), (feature, "feature", "head")):
         assert result.folder == tmp_path / mode
@@ -35,6 +37,23 @@ def test_two_runs_in_one_interpreter_return_what_their_folders_hold(tmp_path):
     loaded = kerastl.load_run(tmp_path / "mlp")
     assert loaded.metrics == mlp.metrics and loaded.history == mlp.history
     assert loaded.model.count_params() == mlp.model.count_params()  # loaded from model.keras
+    # model.keras opens with plain Keras in an interpreter that never imports kerastl, and its
+    # `evaluate` on the run's test images gives the accuracy the run reported (evaluation.score)
+    np.savez(tmp_path / "test.npz", x=mnist["x_test"][:100], y=mnist["y_test"][:100])
+    script = (
+        "import json, sys, keras, numpy as np\n"
+        f"model = keras.saving.load_model({str(tmp_path / 'mlp' / 'model.keras')!r})\n"
+        f"data = np.load({str(tmp_path / 'test.npz')!r})\n"
+        "result = model.evaluate(data['x'].astype('float32'), data['y'], verbose=0, return_dict=True)\n"
+        "print(json.dumps({'accuracy': result['accuracy'], 'kerastl': 'kerastl' in sys.modules, 'loss': str(model.loss)}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    plain = json.loads(done.stdout.strip().splitlines()[-1])
+    assert plain == {"accuracy": pytest.approx(mlp.metrics["test_accuracy"], abs=1e-6), "kerastl": False,
+                     "loss": "sparse_categorical_crossentropy"}
+    assert "Skipping variable loading" not in done.stderr  # the optimizer's slots were saved too
 
 
 def test_mistakes_raise_user_error_and_leave_nothing(tmp_path):
@@ -51,10 +70,17 @@ def test_mistakes_raise_user_error_and_leave_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_keywords_are_the_flags():
-    keywords = set(inspect.signature(run).parameters) - {"callbacks", "log"}
+def test_keywords_are_the_flags_both_from_the_schema():
+    from kerastl.config import OPTIONS, SCHEMA
+
+    keywords = set(inspect.signature(run).parameters) - {"callbacks", "log", "options"}
     flags = {action.dest for action in fit.build_parser()._actions} - {"help"}
-    assert keywords == flags
+    assert flags == keywords | set(OPTIONS) and keywords == {"mode", "config", "resume"}
+    assert len(OPTIONS) == 28 and all(SCHEMA[name].option for name in OPTIONS)
+    helps = {action.dest: action.help for action in fit.build_parser()._actions}
+    assert helps["min_steps"] == SCHEMA["min_steps"].meaning and f"min_steps: {SCHEMA['min_steps'].meaning}" in run.__doc__
+    with pytest.raises(kerastl.UserError, match=r"^kerastl.run: unknown option epoch \(known: dataset, "):
+        kerastl.run("mlp", epoch=3)  # a misspelt keyword, before anything is written
 
 
 def test_importing_the_package_and_the_commands_help_stay_light():

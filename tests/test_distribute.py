@@ -21,7 +21,7 @@ from kerastl.cli import run_cli
 from kerastl.data import pipeline
 from tests.conftest import ROOT, backend
 
-TINY = ["--mode", "mlp", "--epochs", "1", "--limit", "256", "--test-limit", "101", "--batch-size", "64", "--seed", "0"]
+TINY = ["--mode", "mlp", "--epochs", "1", "--limit", "256", "--test-limit", "101", "--batch-size", "64", "--seed", "0", "--min-steps", "0"]
 TWO_JAX_CPUS = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 TIMEOUT = 300
 LOSS_TOLERANCE = 1e-5

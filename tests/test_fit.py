@@ -17,7 +17,7 @@ from kerastl.data import make_splits
 from kerastl.errors import RunInterrupted
 from tests.conftest import ROOT, backend, run_module
 
-QUICK = ["--limit", "600", "--test-limit", "300", "--seed", "0"]
+QUICK = ["--limit", "600", "--test-limit", "300", "--seed", "0", "--min-steps", "0"]  # a fixed schedule (test_schedule.py sizes them)
 
 
 def _fit(argv, capsys):
@@ -111,7 +111,7 @@ def test_resume_after_interruption_loses_no_epoch(tmp_path, capsys):
 def test_resume_keeps_the_best_epoch_and_the_patience_count(tmp_path, mnist):
     """Epochs after the resume are all worse: the best epoch from before the interruption must stay
     the model, and early stopping must count patience from it (mlp: patience 4)."""
-    options = dict(epochs=12, output_dir=str(tmp_path), run_name="r", limit=600, test_limit=300, seed=0)
+    options = dict(epochs=12, output_dir=str(tmp_path), run_name="r", limit=600, test_limit=300, seed=0, min_steps=0)
     with pytest.raises(RunInterrupted):
         kerastl.run("mlp", callbacks=[InterruptAfterEpoch(2)], log=lambda _: None, **options)
     before = _history(tmp_path / "r")

@@ -14,7 +14,7 @@ from kerastl.cli import run_cli
 from kerastl.data import folders
 from tests.conftest import SHAPES, backend, make_image_folder
 
-TINY = ["--epochs", "1", "--head-epochs", "1", "--img-size", "32", "--batch-size", "8", "--seed", "0"]
+TINY = ["--epochs", "1", "--head-epochs", "1", "--img-size", "32", "--batch-size", "8", "--seed", "0", "--min-steps", "0"]
 
 
 def _fit(argv, capsys):

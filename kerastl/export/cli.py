@@ -9,14 +9,12 @@ import os
 import sys
 from pathlib import Path
 
-from kerastl.cli import OneLineParser, run_cli
+from kerastl.cli import EXIT_ACCURACY_DROP, EXIT_EXPORT_FAILED, OneLineParser, run_cli
 from kerastl.errors import ExportFailed
 from kerastl.export.convert import FORMATS, INT8_IO, QUANTIZATIONS
 from kerastl.export.job import CALIBRATION_IMAGES, export_run
 
 PROG = "kerastl.export"
-EXIT_ACCURACY_DROP = 1
-EXIT_EXPORT_FAILED = 3
 
 
 def _csv(text: str) -> list[str]:
