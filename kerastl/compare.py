@@ -16,6 +16,7 @@ from pathlib import Path
 
 from kerastl.cli import EXIT_INTERRUPTED, OneLineParser, run_cli
 from kerastl.errors import UserError
+from kerastl.study import report
 from kerastl.study.plan import ALL, BUDGETS, CONTENDERS, check_contenders, parse_sizes
 
 PROG = "kerastl.compare"
@@ -79,7 +80,7 @@ def choose_study_dir(output_dir: str | None, fresh: bool, settings: dict) -> tup
     if output_dir is None:
         root = Path(DEFAULT_ROOT)
         unfinished = sorted(
-            (d for d in root.glob("compare-*") if _is_study(d) and not (d / "report.md").exists() and _same_settings(d, settings)),
+            (d for d in root.glob("compare-*") if _is_study(d) and not (d / report.REPORT).exists() and _same_settings(d, settings)),
             key=lambda d: d.name,
         ) if root.is_dir() and not fresh else []
         if unfinished:

@@ -12,9 +12,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from kerastl import runs
 from kerastl.files import atomic_path
 
-PREDICTIONS = "test_predictions.npz"  # in the run folder: y_true, y_pred, confidence
 
 
 def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -34,7 +34,7 @@ def score(probabilities: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def save_predictions(run_dir: Path, y_true: np.ndarray, probabilities: np.ndarray) -> None:
     labels = "uint8" if probabilities.shape[-1] <= 256 else "int32"
-    with atomic_path(Path(run_dir) / PREDICTIONS, suffix=".npz") as tmp:
+    with atomic_path(Path(run_dir) / runs.PREDICTIONS, suffix=".npz") as tmp:
         np.savez_compressed(
             tmp, y_true=y_true.astype(labels), y_pred=np.argmax(probabilities, axis=1).astype(labels),
             confidence=probabilities.max(axis=1).astype("float16"),
@@ -43,7 +43,7 @@ def save_predictions(run_dir: Path, y_true: np.ndarray, probabilities: np.ndarra
 
 def load_predictions(run_dir: Path) -> dict[str, np.ndarray]:
     """{"y_true", "y_pred", "confidence"} for the first N test images the run scored."""
-    with np.load(Path(run_dir) / PREDICTIONS) as data:
+    with np.load(Path(run_dir) / runs.PREDICTIONS) as data:
         return {k: data[k] for k in data.files}
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import keras
 
+from kerastl import runs
 from kerastl.errors import UserError
 from kerastl.files import atomic_write_text
 
@@ -68,7 +69,7 @@ def tensorboard_callbacks(run_dir: Path, stage: str, enabled: bool) -> list[kera
         return []
     if importlib.util.find_spec("tensorboard") is None:  # TensorFlow writes summaries only with it
         raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard (or kerastl[tensorboard])")
-    return [keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard" / stage))]
+    return [keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / runs.TENSORBOARD / stage))]
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:

@@ -19,6 +19,18 @@ Predict = Callable[[np.ndarray], np.ndarray]
 BATCH_SIZE = 256
 
 
+def save_keras_model(model, path: Path) -> None:
+    """`model.keras`, recompiled with Keras' own loss so that plain `keras.saving.load_model` opens
+    it without kerastl (the label-smoothed training loss is kerastl's class), written atomically."""
+    from kerastl.files import atomic_path
+
+    model.compile(optimizer=model.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if not model.optimizer.built:  # its (zero) slots are saved too, so loading warns of no mismatch
+        model.optimizer.build(model.trainable_variables)
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+
+
 def load_keras_model(path: Path):
     """A `.keras` file as a keras.Model (without its training configuration)."""
     import keras

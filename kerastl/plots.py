@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-CURVES = "curves.png"  # in every run folder
-CONFUSION = "confusion.png"
+from kerastl import runs
+
 TARGET_LINE = 0.95
 
 
@@ -128,9 +128,9 @@ def write_run_figures(run_dir: Path, rows: list[dict[str, Any]], y_true: np.ndar
     if rows:
         smoothing = config.get("label_smoothing") or 0
         loss = f"loss (cross-entropy, label smoothing {smoothing:g})" if smoothing else "loss (cross-entropy)"
-        run_curves(rows, Path(run_dir) / CURVES, title, loss)
+        run_curves(rows, Path(run_dir) / runs.CURVES, title, loss)
     classes = None if config["dataset"] == "mnist" else list(class_names)
-    confusion(y_true, y_pred, Path(run_dir) / CONFUSION, title, classes)
+    confusion(y_true, y_pred, Path(run_dir) / runs.CONFUSION, title, classes)
 
 
 # The comparison ---------------------------------------------------------------------------------

@@ -1,15 +1,20 @@
 """Run folders: `saved_models/<run-name>/`, every file name of a run, and the `Run` object.
 
-A finished run folder holds only what a user needs:
+A finished run folder holds only what a user needs (every name is declared here, once):
 
-    model.keras          the trained model; takes raw pixels (28x28x1 for MNIST), returns class probabilities
-    config.yaml          the resolved config (written first, so an interrupted run can be resumed)
-    history.csv          one row per epoch
-    labels.txt           the class names, one per line, in the order of the model's outputs
-    dataset_split.csv    image folders only: every image's split, class and path
-    metrics.json         test accuracy, timings, ...; written last, it marks the run finished
-    backbone.weights.h5  pretrain only: the backbone for `--weights` of a later transfer run
-    export/              after `kerastl.export`
+    model.keras           the trained model; takes raw pixels (28x28x1 for MNIST), returns class
+                          probabilities; opens with plain `keras.saving.load_model`
+    config.yaml           the resolved config, schedule sized to the data (written first, so an
+                          interrupted run can be resumed; rewritten once the schedule is sized)
+    history.csv           one row per epoch
+    labels.txt            the class names, one per line, in the order of the model's outputs
+    dataset_split.csv     image folders only: every image's split, class and path
+    test_predictions.npz  the test labels, predicted classes and confidences
+    curves.png            accuracy and loss by epoch, per stage
+    confusion.png         the test confusion matrix
+    metrics.json          test accuracy, timings, the schedule, ...; written last, it marks the run finished
+    backbone.weights.h5   pretrain only: the backbone for `--weights` of a later transfer run
+    export/               after `kerastl.export` (its report: export_report.json)
 
 While a run trains it also holds `backup/` (what `--resume` needs, see kerastl.resume) and `.lock`
 (held by the training process, so a second one cannot resume or write a live run). Both are
@@ -37,8 +42,14 @@ CONFIG = "config.yaml"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
 BACKBONE_WEIGHTS = "backbone.weights.h5"
+SPLIT_FILE = "dataset_split.csv"
+PREDICTIONS = "test_predictions.npz"
+CURVES = "curves.png"
+CONFUSION = "confusion.png"
 EXPORT_DIR = "export"
+EXPORT_REPORT = "export_report.json"  # in export/
 LABELS = "labels.txt"  # in the run folder and export/: one class name per line, in output order
+TENSORBOARD = "tensorboard"  # --tensorboard: one folder of logs per stage
 BACKUP = "backup"
 LOCK = ".lock"
 
@@ -121,6 +132,36 @@ def lock(run_dir: Path) -> Iterator[None]:
                 os.remove(path)
     finally:
         os.close(fd)
+
+
+def write_finished_run(run_dir: Path, config: dict[str, Any], model, metrics: dict[str, Any], epochs: list[dict[str, Any]],
+                       test, class_names, backbone=None, log=print) -> "Run":
+    """Write what a finished run keeps, metrics.json last (it marks the run finished), and drop the
+    resume scaffolding. `test`: (labels, probabilities) of the test split, or None in a
+    multi-process run, whose processes hold only their shard; `backbone`: pretrain's, saved for
+    `--weights` of a later transfer run."""
+    from kerastl import evaluation, plots
+    from kerastl.errors import first_line
+    from kerastl.files import atomic_path
+    from kerastl.model_files import save_keras_model
+
+    save_keras_model(model, run_dir / MODEL)
+    if backbone is not None:
+        with atomic_path(run_dir / BACKBONE_WEIGHTS, suffix=".weights.h5") as tmp:
+            backbone.save_weights(tmp)
+        log(f"pretrain: backbone weights saved; transfer them with --weights {run_dir / BACKBONE_WEIGHTS}")
+    if test is None:
+        log("figures: not drawn in a multi-process run (its processes hold only their shard of the test set)")
+    else:
+        y_true, probabilities = test
+        evaluation.save_predictions(run_dir, y_true, probabilities)
+        try:  # a figure that fails to draw must not cost the trained run
+            plots.write_run_figures(run_dir, epochs, y_true, probabilities.argmax(axis=1), config, class_names)
+        except Exception as exc:
+            log(f"figures: not drawn ({first_line(exc)})")
+    write_metrics(run_dir, metrics)
+    remove_scaffolding(run_dir)
+    return Run(run_dir, config, metrics, read_history(run_dir), model)
 
 
 def remove_scaffolding(run_dir: Path) -> None:

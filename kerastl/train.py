@@ -24,13 +24,11 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
-from kerastl import distribute, evaluation, history, plots, resume, runs, runtime, schedule, xla_cpu
+from kerastl import distribute, evaluation, history, resume, runs, runtime, schedule, xla_cpu
 from kerastl.backbones import backbone_blocks, backbone_spec
 from kerastl.config import TRANSFER_MODES
 from kerastl.data import DataInfo, fit_inputs, folders, load_data, make_splits, predict, validation_data
 from kerastl.data.splits import Splits
-from kerastl.errors import first_line
-from kerastl.files import atomic_path
 from kerastl.losses import training_loss
 from kerastl.models import BUILDERS, build_transfer_model
 
@@ -261,7 +259,7 @@ def train(
     splits = make_splits(arrays, config["validation_fraction"], config["limit"], config["test_limit"], config["seed"],
                          per_class=config.get("per_class"))
     if folder is not None:  # record every image's split; decoded images are cached on disk per run
-        folders.record_split(run_dir / folders.SPLIT_FILE, folder)
+        folders.record_split(run_dir / runs.SPLIT_FILE, folder)
         splits = _cached_on_disk(splits, run_dir)
     log(f"data: splits {splits.sizes()} (seed {config['seed']})")
 
@@ -292,36 +290,16 @@ def train(
         test_accuracy, test_loss = evaluation.score(probabilities, splits.y_test)
     log(f"test: accuracy {test_accuracy:.4f}, loss {test_loss:.4f} on {len(splits.y_test)} images")
 
-    # Write the run: the model, then the metrics (which mark it finished); drop the resume state.
-    # model.keras is saved compiled with Keras' own loss, so plain `keras.saving.load_model` opens it
-    # without kerastl (the label-smoothed training loss is kerastl's class).
-    model.compile(optimizer=_optimizer(config["lr"], config["weight_decay"]), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    model.optimizer.build(model.trainable_variables)  # its (zero) slots saved, so loading it warns of no mismatch
-    with atomic_path(run_dir / runs.MODEL, suffix=".keras") as tmp:
-        model.save(tmp)
-    if config["mode"] == "pretrain":
-        with atomic_path(run_dir / runs.BACKBONE_WEIGHTS, suffix=".weights.h5") as tmp:
-            backbone.save_weights(tmp)
-        log(f"pretrain: backbone weights saved; transfer them with --weights {run_dir / runs.BACKBONE_WEIGHTS}")
+    # Write the run folder (kerastl.runs): the model, the predictions and figures, then metrics.json
     epochs = history.read_history(run_dir / runs.HISTORY)
-    if probabilities is None:
-        log("figures: not drawn in a multi-process run (its processes hold only their shard of the test set)")
-    else:
-        evaluation.save_predictions(run_dir, splits.y_test, probabilities)
-        try:  # a figure that fails to draw must not cost the trained run
-            plots.write_run_figures(run_dir, epochs, splits.y_test, probabilities.argmax(axis=1), config, data.class_names)
-        except Exception as exc:
-            log(f"figures: not drawn ({first_line(exc)})")
     metrics = _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy, epochs)
-    metrics["schedule"] = sized.summary()
-    metrics.update(classes=data.num_classes, image_shape=list(data.image_shape))
+    metrics.update(schedule=sized.summary(), classes=data.num_classes, image_shape=list(data.image_shape))
     if folder is not None and folder.skipped:
         metrics["skipped_images"] = len(folder.skipped)
     metrics["wall_seconds"] = round(time.perf_counter() - wall_start, 3)
-    runs.write_metrics(run_dir, metrics)
-    runs.remove_scaffolding(run_dir)
-    return runs.Run(run_dir, config, metrics, runs.read_history(run_dir), model)
+    test = None if probabilities is None else (splits.y_test, probabilities)
+    return runs.write_finished_run(run_dir, config, model, metrics, epochs, test, data.class_names,
+                                   backbone if config["mode"] == "pretrain" else None, log)
 
 
 def _cached_on_disk(splits: Splits, run_dir: Path) -> Splits:

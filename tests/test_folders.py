@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerastl import fit, predict
+from kerastl import fit, predict, runs
 from kerastl.cli import run_cli
 from kerastl.data import folders
 from tests.conftest import SHAPES, backend, make_image_folder
@@ -48,7 +48,7 @@ def test_every_mode_trains_on_an_image_folder(tmp_path, capsys, shapes, mode):
     assert metrics["image_shape"] == [stored, stored, 3]  # some images are colour
     assert (run / "labels.txt").read_text().split() == list(SHAPES)
     assert "skipped 1 of 37 images that cannot be used: square/broken.png (image file is truncated)" in out
-    rows = (run / folders.SPLIT_FILE).read_text().splitlines()
+    rows = (run / runs.SPLIT_FILE).read_text().splitlines()
     assert rows[0] == "split,label,class,path" and len(rows) == 1 + 36
     assert not (run / "backup").exists()  # the image cache went with the resume state
 
@@ -229,7 +229,7 @@ def test_a_missing_hub_preset_folder_is_one_line(tmp_path, capsys):
 
 def test_a_resumed_run_refuses_a_folder_whose_split_changed(tmp_path):
     root = make_image_folder(tmp_path / "data", per_class=10, classes=("a", "b"))
-    record = tmp_path / "run" / folders.SPLIT_FILE
+    record = tmp_path / "run" / runs.SPLIT_FILE
     record.parent.mkdir()
     folders.record_split(record, folders.scan(root, log=lambda _: None))
     folders.record_split(record, folders.scan(root, log=lambda _: None))  # same folder, same split: accepted

@@ -36,7 +36,6 @@ SPLIT_FOLDERS = {"val": ("val", "validation", "valid"), "test": ("test",)}  # be
 MAX_PIXELS = 40_000_000  # a decompression-bomb guard: 40 megapixels is more than most phone photos
 DEFAULT_SIZE = 64  # stored side of images of mixed sizes, for models trained from scratch
 LARGEST_STORED_SIDE = 128  # images that all share one larger size are stored scaled down to this
-SPLIT_FILE = "dataset_split.csv"  # in the run folder: every image's split, class and path
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 Log = Callable[[str], None]

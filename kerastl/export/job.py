@@ -20,7 +20,6 @@ from kerastl.export.convert import FORMATS, INT8_IO, QUANTIZATIONS, convert_all
 from kerastl.export.folder import move_into_place, staging_folder
 from kerastl.export.parity import MAX_DROP_PP, check_all
 
-REPORT = "export_report.json"
 CALIBRATION_IMAGES = 500
 
 Log = Callable[[str], None]
@@ -91,7 +90,7 @@ def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibr
             calibration_images=len(calibration) if "tflite" in formats else None,
         )
         (staging / runs.LABELS).write_text("\n".join(labels) + "\n")
-        (staging / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+        (staging / runs.EXPORT_REPORT).write_text(json.dumps(report, indent=2) + "\n")
         move_into_place(staging, target)
     except ExportFailed as exc:
         kept = "the existing export is unchanged" if target.exists() else "nothing was written"
@@ -121,7 +120,7 @@ def _images(run_dir: Path, config: dict[str, Any], image_shape: tuple[int, int, 
     root = Path(config["dataset"])
     if not root.is_dir():
         raise UserError(f"the run's image folder {root} is gone; the export needs its test and training images")
-    files = folders.read_split_file(run_dir / folders.SPLIT_FILE, root)
+    files = folders.read_split_file(run_dir / runs.SPLIT_FILE, root)
     missing = [p for p in files["test"][0][:1] + files["train"][0][:1] if not Path(p).is_file()]
     if missing:
         raise UserError(f"{missing[0]} is gone from the run's image folder; the export needs its test and training images")

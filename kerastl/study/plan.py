@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kerastl import config as config_module
+from kerastl import runs
 from kerastl import schedule
 from kerastl.errors import UserError
 
@@ -220,7 +221,7 @@ def _run(name, size, seed, budget, study_dir, has_accelerator, domain, test_limi
     elif name == "fashion":
         needs = FASHION_PRETRAIN
         options.update(backbone=domain["backbone"], img_size=domain["img_size"],
-                       weights=str(study_dir / FASHION_PRETRAIN / "backbone.weights.h5"))
+                       weights=str(study_dir / FASHION_PRETRAIN / runs.BACKBONE_WEIGHTS))
     if size != ALL:
         options.update(per_class=size, test_limit=budget.test_limit)
     if test_limit is not None:
