@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 from kerastl.cli import EXIT_INTERRUPTED, OneLineParser, run_cli
+from kerastl.config import DEFAULTS
 from kerastl.errors import UserError
 from kerastl.study import report
 from kerastl.study.plan import ALL, BUDGETS, CONTENDERS, check_contenders, parse_sizes
 
 PROG = "kerastl.compare"
 STUDY = "study.json"  # marks a study folder; its settings decide whether a rerun continues it
-DEFAULT_ROOT = "saved_models"
 SETTINGS = ("budget", "contenders", "sizes", "seeds", "test_limit", "max_epochs", "backend")
 
 
@@ -78,7 +78,7 @@ def _same_settings(folder: Path, settings: dict) -> bool:
 def choose_study_dir(output_dir: str | None, fresh: bool, settings: dict) -> tuple[Path, bool]:
     """(study folder, continuing?) without creating anything yet."""
     if output_dir is None:
-        root = Path(DEFAULT_ROOT)
+        root = Path(DEFAULTS["output_dir"])
         unfinished = sorted(
             (d for d in root.glob("compare-*") if _is_study(d) and not (d / report.REPORT).exists() and _same_settings(d, settings)),
             key=lambda d: d.name,

@@ -181,12 +181,12 @@ def resolve_run_config(
     if config["dataset"] not in DATASETS:  # a folder of images: recorded as an absolute path
         config["dataset"] = str(Path(config["dataset"]).expanduser().resolve())
     if config["mode"] in TRANSFER_MODES:
-        from kerastl.backbones import BACKBONES, hub
+        from kerastl.backbones import BACKBONES, NATIVE_SIZE, hub
 
         if hub.is_hub(config["backbone"]):
             hub.preset_of(config["backbone"])  # a preset is named
             hub.keras_hub()  # installed
-            config["img_size"] = config["img_size"] or 224
+            config["img_size"] = config["img_size"] or NATIVE_SIZE
         elif config["backbone"] not in BACKBONES:
             raise UserError(f"unknown backbone {config['backbone']!r}; choose one of {', '.join(BACKBONES)}, "
                             "or hub:PRESET (a keras-hub preset name or folder)")

@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from kerastl.data.datasets import IMAGE_SHAPE
+from kerastl.data.folders import MAX_PIXELS  # a larger image is refused as a likely decompression bomb
 
-MAX_PIXELS = 50_000_000  # a larger image is refused as a likely decompression bomb
 WORKING_SIZE = 512  # larger images are shrunk to this first: the digit ends up 20 pixels tall anyway
 DIGIT_BOX = 20
 FIELD = IMAGE_SHAPE[0]
@@ -40,7 +40,7 @@ def load_grey(path: str | Path) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 if image.width * image.height > MAX_PIXELS:
-                    raise ImageError(f"image is {image.width}x{image.height} pixels, over the {MAX_PIXELS:,} pixel limit")
+                    raise ImageError(f"image is {image.width}x{image.height} pixels, over the {MAX_PIXELS // 1_000_000} megapixel limit")
                 image.draft("L", (WORKING_SIZE, WORKING_SIZE))  # JPEG: decode at reduced size, cheaply
                 image.load()
                 image = ImageOps.exif_transpose(image)

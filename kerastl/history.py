@@ -108,7 +108,7 @@ class HistoryWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        stage_epoch = epoch + 1  # BackupAndRestore passes the real epoch index after a resume
+        stage_epoch = epoch + 1  # fit(initial_epoch=...) passes the real epoch index after a resume
         rows = read_history(self.path)
         # Keep the timeline up to this epoch: a re-run epoch replaces its row and everything after.
         for i, row in enumerate(rows):

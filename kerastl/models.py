@@ -79,9 +79,11 @@ def build_transfer_model(
 ) -> tuple[keras.Model, keras.Model]:
     """A pretrained backbone behind the pixel adapter, with a new `Dense(classes)` head.
 
-    The backbone is frozen (`trainable=False`) and called with `training=False`, so its batch-norm
-    layers stay in inference mode even after it is unfrozen for fine-tuning. Only pretraining from
-    scratch (`backbone_inference_mode=False`) lets batch norm learn its statistics.
+    The backbone is frozen (`trainable=False`) and called with `training=False`. What keeps its
+    batch-norm layers in inference mode once it is unfrozen for fine-tuning is that they stay
+    frozen (kerastl.train.unfreeze): in Keras 3 the outer model's `training=True` overrides the
+    `training=False` recorded here. Only pretraining from scratch (`backbone_inference_mode=False`)
+    lets batch norm learn its statistics.
     Returns (model, backbone).
     """
     spec = backbone_spec(backbone)

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from kerastl import runs
+from kerastl.history import TARGET_ACCURACY
 
-TARGET_LINE = 0.95
 
 
 def _pyplot():
@@ -152,8 +152,8 @@ def accuracy_lines(
         ys = [100 * y for y in ys]
         lowest = min(lowest, *ys)
         ax.plot(xs, ys, "-o", markersize=3, label=label, color=(colors or {}).get(label))
-    ax.axhline(100 * TARGET_LINE, color="black", linestyle="--", linewidth=1, label="95 %")
-    ax.set_ylim(max(0.0, min(lowest, 100 * TARGET_LINE) - 2), 100.5)
+    ax.axhline(100 * TARGET_ACCURACY, color="black", linestyle="--", linewidth=1, label=f"{100 * TARGET_ACCURACY:.0f} %")
+    ax.set_ylim(max(0.0, min(lowest, 100 * TARGET_ACCURACY) - 2), 100.5)
     if log_x:
         _plain_log_axis(ax)
     ax.set_xlabel(xlabel)

@@ -136,7 +136,6 @@ def fit_stage(
     start = time.perf_counter()
     model.fit(
         **train,
-        shuffle=isinstance(train["x"], np.ndarray),  # a tf.data pipeline shuffles itself
         validation_data=validation_data(x_val, splits.y_val, config["batch_size"]) if has_val else None,
         epochs=epochs,
         initial_epoch=state.epochs_done,

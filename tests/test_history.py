@@ -49,7 +49,7 @@ def test_an_epoch_run_again_after_a_resume_replaces_its_row(tmp_path):
     _fit(model, path, "head", RunClock(), epochs=2)
     _fit(model, path, "finetune", RunClock(), epochs=3)
     before = read_history(path)
-    # A resumed process: BackupAndRestore restarts the finetune stage at its second epoch.
+    # A resumed process: fit(initial_epoch=1) restarts the finetune stage at its second epoch.
     _fit(model, path, "finetune", RunClock(), epochs=3, initial_epoch=1)
     after = read_history(path)
     assert [(r["stage"], r["epoch"], r["stage_epoch"]) for r in after] == [

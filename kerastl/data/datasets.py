@@ -30,11 +30,6 @@ class DataInfo:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    @property
-    def mnist_style(self) -> bool:
-        """Built-in 28x28 digits or clothes: `predict` makes pictures MNIST-like before classifying."""
-        return self.name in DATASETS
-
 
 def builtin_info(name: str) -> DataInfo:
     return DataInfo(name, tuple(CLASS_NAMES[name]))

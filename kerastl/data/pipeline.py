@@ -19,14 +19,6 @@ import numpy as np
 from kerastl.data.folders import FileImages, file_dataset
 
 
-def tensorflow_available() -> bool:
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def make_dataset(
     x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = False, seed: int = 0, cache: bool = True, passes: int = 1
 ) -> Any:
@@ -42,14 +34,7 @@ def make_dataset(
     if isinstance(x, FileImages):
         _keep_tensorflow_off_the_gpu_unless_tensorflow()
         return file_dataset(x, y, weights, batch_size, shuffle, seed, drop_remainder, passes)
-    if not tensorflow_available():
-        if drop_remainder:
-            keep = np.random.default_rng(seed).permutation(len(y))[: len(y) - len(y) % batch_size]
-            x, y = x[keep], y[keep]
-        if passes > 1:
-            x, y = np.concatenate([x] * passes), np.concatenate([y] * passes)
-        return (x, y) if weights is None else (x, y, weights)
-    import tensorflow as tf
+    import tensorflow as tf  # a dependency of kerastl on every backend: tf.data feeds them all
 
     _keep_tensorflow_off_the_gpu_unless_tensorflow()
     ds = tf.data.Dataset.from_tensor_slices((x, y) if weights is None else (x, y, weights))
@@ -101,13 +86,10 @@ def _keep_tensorflow_off_the_gpu_unless_tensorflow() -> None:
 
 
 def fit_inputs(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, passes: int = 1) -> dict:
-    """Keyword arguments for `model.fit` / `model.evaluate`: a dataset, or arrays plus batch size."""
-    data = make_dataset(x, y, batch_size, shuffle=shuffle, seed=seed, passes=passes)
-    if isinstance(data, tuple):
-        return {"x": data[0], "y": data[1], "batch_size": batch_size, **({"sample_weight": data[2]} if len(data) > 2 else {})}
-    return {"x": data}
+    """Keyword arguments for `model.fit` / `model.evaluate`: the tf.data pipeline as `x`."""
+    return {"x": make_dataset(x, y, batch_size, shuffle=shuffle, seed=seed, passes=passes)}
 
 
 def validation_data(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
-    """The `validation_data` argument of `model.fit`: a dataset, or an (x, y) tuple."""
+    """The `validation_data` argument of `model.fit`: a tf.data pipeline."""
     return make_dataset(x, y, batch_size)

@@ -15,6 +15,7 @@ from typing import Any
 from kerastl import config as config_module
 from kerastl import runs
 from kerastl import schedule
+from kerastl.backbones import NATIVE_SIZE
 from kerastl.errors import UserError
 
 ALL = "all"  # the whole training split (validation carved from it), not a per-class budget
@@ -101,7 +102,7 @@ def reductions(
     sizes_px = [f"{b['backbone']} at {b['img_size']} px" + (f" ({b['small_data_img_size']} px on small data)" if b.get("small_data_img_size") else "")
                 for b in used if b["img_size"]]
     if sizes_px:
-        notes.append(f"backbones at small inputs (native: 224 px): {', '.join(sizes_px)} (configs/finetune.yaml, configs/pretrain.yaml)")
+        notes.append(f"backbones at small inputs (native: {NATIVE_SIZE} px): {', '.join(sizes_px)} (configs/finetune.yaml, configs/pretrain.yaml)")
     return notes
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from kerastl import plots
+from kerastl.config import TRANSFER_MODES
+from kerastl.schedule import SMALL_DATA_IMAGES
 from kerastl.files import atomic_write_text
 from kerastl.study import results as results_module
 from kerastl.study.plan import ALL, CONTENDERS, FASHION_PRETRAIN, LESSON
@@ -277,7 +279,10 @@ def findings(rows: list[Row]) -> list[str]:
 
 
 def _px(b: dict) -> str:
-    return f"{b['label']} at {b['img_size']} px" if b.get("img_size") else f"{b['label']} at its native size"
+    if not b.get("img_size"):
+        return f"{b['label']} at its native size"
+    small = f" ({b['small_data_img_size']} px with at most {SMALL_DATA_IMAGES:,} training images)" if b.get("small_data_img_size") else ""
+    return f"{b['label']} at {b['img_size']} px{small}"
 
 
 def backbone_note(study: dict) -> list[str]:
@@ -288,9 +293,8 @@ def backbone_note(study: dict) -> list[str]:
         f"contenders share {_px(domain)}, the `--mode pretrain` default, so those two differ only in their starting weights "
         "(random, or pretrained on Fashion-MNIST in this study). Batch norm learns in the random-init run, as in `--mode pretrain`, "
         "and stays in inference mode while fine-tuning. ImageNet against Fashion-MNIST also compares two architectures: "
-        "read it as two recipes, not as domain distance alone. (EfficientNet-Lite0 from scratch was not used for those two: its "
-        "batch-norm momentum of 0.99 leaves the moving statistics behind in a short CPU run; 3 epochs on 10,000 Fashion-MNIST "
-        "images scored 9.4 %, chance.)",
+        "read it as two recipes, not as domain distance alone. (EfficientNet-Lite0 from scratch was not used for those two: "
+        "3 epochs on 10,000 Fashion-MNIST images once scored 9.4 %, chance.)",
     ]
 
 
@@ -317,7 +321,7 @@ def build(study_dir: Path, command: str, log=print) -> Path:
         lines += [f"What this study leaves out compared with `--budget full` on a GPU (the {study['budget']} budget"
                   + (", made to finish in about 30 minutes on a 2-core CPU" if study["budget"] == "quick" else "") + "):", ""]
         lines += [f"- {text}" for text in study["reductions"]] + [""]
-    if any(r["contender"] not in ("mlp", "cnn") for r in rows):
+    if any(r["mode"] in TRANSFER_MODES for r in rows):
         lines += backbone_note(study) + [""]
     if pretrain:
         lines += [
