@@ -236,3 +236,24 @@ def test_a_resumed_run_refuses_a_folder_whose_split_changed(tmp_path):
     (root / "b" / "b000.png").unlink()
     with pytest.raises(folders.UserError, match="changed since this run started"):
         folders.record_split(record, folders.scan(root, log=lambda _: None))
+
+
+def test_a_hub_presets_normalisation_comes_from_its_image_converter(tmp_path, hub_preset):
+    """scale and offset on 0..255 pixels become mean and std of [0, 1] pixels; a backbone-only
+    preset (save_to_preset) has no converter, and ImageNet's statistics are used instead."""
+    import shutil
+
+    import keras_hub
+
+    from kerastl.backbones import IMAGENET_MEAN, IMAGENET_STD, hub
+
+    assert hub.normalisation(str(hub_preset)) is None
+    folder = tmp_path / "with_converter"
+    shutil.copytree(hub_preset, folder)
+    mean, std = (0.5, 0.25, 0.125), (0.2, 0.3, 0.4)
+    keras_hub.layers.ResNetImageConverter(
+        image_size=(32, 32), scale=[1 / (255 * s) for s in std], offset=[-m / s for m, s in zip(mean, std)]
+    ).save_to_preset(str(folder))
+    got_mean, got_std = hub.normalisation(str(folder))
+    assert np.allclose(got_mean, mean, atol=1e-6) and np.allclose(got_std, std, atol=1e-6)
+    assert (IMAGENET_MEAN, IMAGENET_STD) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

@@ -67,3 +67,15 @@ def test_resnet18_blocks_are_its_stages():
     spec = BACKBONES["resnet18"]
     model = spec.build(input_shape=(32, 32, 3))
     assert [name for name, _ in backbone_blocks(spec, model)] == ["stem", "layer1", "layer2", "layer3", "layer4"]
+
+
+def test_warmup_then_cosine_schedule():
+    """10 % linear warm-up from 0 to the rate, then cosine decay to 0; a constant rate stays a number."""
+    from kerastl.train import learning_rate
+
+    assert learning_rate(0.003, "constant", 1000) == 0.003
+    schedule = learning_rate(0.003, "cosine", 1000)
+    rate = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
+    assert rate(0) == 0.0 and rate(50) == pytest.approx(0.0015, rel=1e-5) and rate(100) == pytest.approx(0.003, rel=1e-5)
+    assert rate(550) == pytest.approx(0.0015, rel=1e-4)  # half-way through the decay: cos(pi/2)
+    assert rate(1000) == pytest.approx(0.0, abs=1e-9) and rate(300) > rate(600) > rate(900)
