@@ -6,6 +6,8 @@ probabilities of the dataset's classes (a `DataInfo`; MNIST's when none is given
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import keras
 from keras import layers
 
@@ -20,12 +22,27 @@ MNIST = builtin_info("mnist")
 # the batch-norm moving variance (initialised to 1) tracks from the first steps.
 
 
-def _classifier(x, dropout: float, classes: int):
+class TransferModel(NamedTuple):
+    model: keras.Model  # raw pixels -> probabilities
+    backbone: keras.Model
+    head: keras.Model  # the backbone's pooled features -> probabilities; its layers are the model's
+    features: keras.Model  # raw pixels -> the backbone's pooled features (the model up to its head)
+
+
+def _head_layers(dropout: float, classes: int) -> list[layers.Layer]:
     """The new head: dropout, `Dense(classes)` logits, softmax kept in float32 under mixed precision."""
-    if dropout:
-        x = layers.Dropout(dropout, name="head_dropout")(x)
-    x = layers.Dense(classes, name="classifier")(x)
-    return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    dense = [layers.Dense(classes, name="classifier"), layers.Activation("softmax", dtype="float32", name="probabilities")]
+    return ([layers.Dropout(dropout, name="head_dropout")] if dropout else []) + dense
+
+
+def _classifier(x, dropout: float, classes: int):
+    return _apply(_head_layers(dropout, classes), x)
+
+
+def _apply(stack: list[layers.Layer], x):
+    for layer in stack:
+        x = layer(x)
+    return x
 
 
 def _raw_pixels(data: DataInfo, augment: bool, **strengths):
@@ -76,15 +93,15 @@ def build_cnn(
 def build_transfer_model(
     backbone: str, img_size: int | None = None, weights: str | None = "imagenet", dropout: float = 0.2,
     backbone_inference_mode: bool = True, augment: bool = False, log=print, data: DataInfo = MNIST,
-) -> tuple[keras.Model, keras.Model]:
+) -> TransferModel:
     """A pretrained backbone behind the pixel adapter, with a new `Dense(classes)` head.
 
     The backbone is frozen (`trainable=False`) and called with `training=False`. What keeps its
     batch-norm layers in inference mode once it is unfrozen for fine-tuning is that they stay
-    frozen (kerastl.train.unfreeze): in Keras 3 the outer model's `training=True` overrides the
+    frozen (kerastl.backbones.unfreeze): in Keras 3 the outer model's `training=True` overrides the
     `training=False` recorded here. Only pretraining from scratch (`backbone_inference_mode=False`)
-    lets batch norm learn its statistics.
-    Returns (model, backbone).
+    lets batch norm learn its statistics. The head is also returned as a model of its own on the
+    backbone's features (feature mode trains it on features computed once).
     """
     spec = backbone_spec(backbone)
     size = img_size or spec.input_size
@@ -92,10 +109,13 @@ def build_transfer_model(
     x = pixel_adapter(x, size, rgb=data.image_shape[-1] == 1, mean=spec.mean, std=spec.std)
     base = build_backbone(backbone, size, weights, log=log)
     base.trainable = False
-    x = base(x, training=False) if backbone_inference_mode else base(x)
-    model = keras.Model(inputs, _classifier(x, dropout, data.num_classes), name=f"{spec.model_name}_transfer")
-    return model, base
+    features = base(x, training=False) if backbone_inference_mode else base(x)
+    head_layers = _head_layers(dropout, data.num_classes)
+    model = keras.Model(inputs, _apply(head_layers, features), name=f"{spec.model_name}_transfer")
+    head_input = keras.Input(tuple(features.shape[1:]), name="features")
+    head = keras.Model(head_input, _apply(head_layers, head_input), name="head")
+    return TransferModel(model, base, head, keras.Model(inputs, features, name="features"))
 
 
 BUILDERS = {"mlp": build_mlp, "cnn": build_cnn}
-__all__ = ["BUILDERS", "build_cnn", "build_mlp", "build_transfer_model"]
+__all__ = ["BUILDERS", "TransferModel", "build_cnn", "build_mlp", "build_transfer_model"]

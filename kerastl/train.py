@@ -25,12 +25,12 @@ import keras
 import numpy as np
 
 from kerastl import distribute, evaluation, history, resume, runs, runtime, schedule, xla_cpu
-from kerastl.backbones import backbone_blocks, backbone_spec
+from kerastl.backbones import unfreeze
 from kerastl.config import TRANSFER_MODES
 from kerastl.data import DataInfo, fit_inputs, folders, load_data, make_splits, predict, validation_data
 from kerastl.data.splits import Splits
 from kerastl.losses import training_loss
-from kerastl.models import BUILDERS, build_transfer_model
+from kerastl.models import BUILDERS, TransferModel, build_transfer_model
 
 Log = Callable[[str], None]
 
@@ -92,6 +92,18 @@ def _optimizer(lr, weight_decay: float) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(lr)
 
 
+@dataclass
+class Job:
+    """What every stage of one run shares."""
+
+    config: dict[str, Any]
+    run_dir: Path
+    splits: Splits
+    has_accelerator: bool
+    log: Log = print
+    callbacks: Sequence[keras.callbacks.Callback] = ()
+
+
 def _compile(model: keras.Model, lr, config: dict, has_accelerator: bool) -> None:
     model.compile(
         optimizer=_optimizer(lr, config["weight_decay"]),
@@ -101,13 +113,12 @@ def _compile(model: keras.Model, lr, config: dict, has_accelerator: bool) -> Non
     )
 
 
-def fit_stage(
-    model: keras.Model, stage: str, epochs: int, lr: float, splits: Splits, config: dict, run_dir: Path,
-    has_accelerator: bool, log: Log, x_train=None, x_val=None, callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> StageResult:
-    """Compile and fit one stage with the standard callbacks, then `callbacks`; the model ends with
+def fit_stage(job: Job, model: keras.Model, stage: str, epochs: int, lr: float, x_train=None, x_val=None) -> StageResult:
+    """Compile and fit one stage with the standard callbacks, then the job's; the model ends with
     the weights of the stage's best epoch on validation. An interrupted stage continues from its
-    last finished epoch; a finished one is only restored (see kerastl.resume)."""
+    last finished epoch; a finished one is only restored (see kerastl.resume). `x_train`, `x_val`:
+    other inputs for the split's labels (feature mode's features)."""
+    config, run_dir, splits, log = job.config, job.run_dir, job.splits, job.log
     stage_dir = run_dir / runs.BACKUP / stage
     state = resume.read_state(stage_dir)
     if state.finished:
@@ -121,7 +132,7 @@ def fit_stage(
     steps_per_epoch = -(-len(x_train) * passes // config["batch_size"])
     steps = epochs * steps_per_epoch
     min_epochs = schedule.min_epochs(config, stage, steps_per_epoch, epochs)  # its min_steps, early stopping or not
-    _compile(model, learning_rate(lr, config["lr_schedule"], steps), config, has_accelerator)
+    _compile(model, learning_rate(lr, config["lr_schedule"], steps), config, job.has_accelerator)
     train = fit_inputs(x_train, splits.y_train, config["batch_size"], shuffle=True, seed=config["seed"], passes=passes)
     standard = standard_callbacks(stage_dir, run_dir, has_val, config["patience"], config["lr_schedule"] != "constant", min_epochs)
     standard += history.tensorboard_callbacks(run_dir, stage, config.get("tensorboard", False))
@@ -139,7 +150,7 @@ def fit_stage(
         validation_data=validation_data(x_val, splits.y_val, config["batch_size"]) if has_val else None,
         epochs=epochs,
         initial_epoch=state.epochs_done,
-        callbacks=[*standard, timer, resume_point, *callbacks],  # the resume point commits what came before it
+        callbacks=[*standard, timer, resume_point, *job.callbacks],  # the resume point commits what came before it
         verbose=1 if sys.stdout.isatty() else 2,
     )
     seconds = earlier_seconds + time.perf_counter() - start
@@ -158,80 +169,54 @@ def _trainable_params(model: keras.Model) -> int:
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
-def unfreeze(backbone_name: str, backbone: keras.Model, top_blocks: int | None = None) -> list[str]:
-    """Make the backbone trainable, or only its top `top_blocks` blocks; returns the trained blocks.
-
-    Batch-norm layers stay frozen, which keeps them in inference mode: in Keras 3 the outer
-    model's `training=True` overrides the `training=False` recorded when the backbone was called
-    (measured on all three backends with Keras 3.15), so `trainable=False` is what holds them.
-    """
-    blocks = backbone_blocks(backbone_spec(backbone_name), backbone)
-    backbone.trainable = True
-    names = [name for name, _ in blocks[-top_blocks:]] if top_blocks else [name for name, _ in blocks]
-    for name, block_layers in blocks:
-        for layer in block_layers:
-            layer.trainable = name in names and not isinstance(layer, keras.layers.BatchNormalization)
-    return names
-
-
-def _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerator, log, callbacks) -> list[StageResult]:
+def _train_feature_mode(job: Job, head: keras.Model, backbone_features: keras.Model) -> list[StageResult]:
     """Compute the frozen backbone's features once, then train the head on them."""
-    head_input = "head_dropout" if "head_dropout" in [layer.name for layer in model.layers] else "classifier"
-    extractor = keras.Model(model.input, model.get_layer(head_input).input)  # the backbone's features
+    splits = job.splits
     start = time.perf_counter()
     features = {
-        part: predict(extractor, x, config["batch_size"]).astype("float32")
+        part: predict(backbone_features, x, job.config["batch_size"]).astype("float32")
         for part, x in (("train", splits.x_train), ("val", splits.x_val))
         if len(x)
     }
     extraction = time.perf_counter() - start
-    log(f"feature: backbone features computed once in {extraction:.1f}s ({len(splits.y_train) + len(splits.y_val)} images)")
-    inputs = keras.Input((features["train"].shape[-1],), name="features")
-    x = inputs
-    for name in ("head_dropout", "classifier", "probabilities"):
-        if name in [layer.name for layer in model.layers]:
-            x = model.get_layer(name)(x)
-    head = keras.Model(inputs, x, name="head")
-    result = fit_stage(
-        head, "head", config["epochs"], config["lr"], splits, config, run_dir, has_accelerator, log,
-        x_train=features["train"], x_val=features.get("val", np.zeros((0, features["train"].shape[-1]), "float32")),
-        callbacks=callbacks,
-    )
-    return [StageResult("feature_extraction", 0, extraction, len(splits.y_train) + len(splits.y_val)), result]
+    images = len(splits.y_train) + len(splits.y_val)
+    job.log(f"feature: backbone features computed once in {extraction:.1f}s ({images} images)")
+    no_val = np.zeros((0, features["train"].shape[-1]), "float32")
+    result = fit_stage(job, head, "head", job.config["epochs"], job.config["lr"], features["train"], features.get("val", no_val))
+    return [StageResult("feature_extraction", 0, extraction, images), result]
 
 
-def build_model(config: dict, data: DataInfo, log: Log) -> tuple[keras.Model, keras.Model | None]:
+def build_model(config: dict, data: DataInfo, log: Log) -> tuple[keras.Model, TransferModel | None]:
+    """(the model, and for the transfer modes its backbone and head)."""
     mode = config["mode"]
     augment = config["augment"] and mode != "feature"  # features are computed once: nothing to augment
     if mode in BUILDERS:
         return BUILDERS[mode](augment=augment, data=data), None
-    return build_transfer_model(
+    transfer = build_transfer_model(
         config["backbone"], config["img_size"], config["weights"], config["dropout"],
         backbone_inference_mode=(mode != "pretrain"), augment=augment, log=log, data=data,
     )
+    return transfer.model, transfer
 
 
-def train_stages(model, backbone, splits, config, run_dir, has_accelerator, log, callbacks=()) -> list[StageResult]:
+def train_stages(job: Job, model: keras.Model, transfer: TransferModel | None) -> list[StageResult]:
+    config, log = job.config, job.log
     mode = config["mode"]
-
-    def stage(name: str, epochs: int, lr: float) -> StageResult:
-        return fit_stage(model, name, epochs, lr, splits, config, run_dir, has_accelerator, log, callbacks=callbacks)
-
     if mode in BUILDERS:
-        return [stage("train", config["epochs"], config["lr"])]
+        return [fit_stage(job, model, "train", config["epochs"], config["lr"])]
     if mode == "pretrain":
-        backbone.trainable = True
-        return [stage("pretrain", config["epochs"], config["lr"])]
+        transfer.backbone.trainable = True
+        return [fit_stage(job, model, "pretrain", config["epochs"], config["lr"])]
     if mode == "feature":
-        return _train_feature_mode(model, backbone, splits, config, run_dir, has_accelerator, log, callbacks)
-    results = [stage("head", config["head_epochs"], config["lr"])]
+        return _train_feature_mode(job, transfer.head, transfer.features)
+    results = [fit_stage(job, model, "head", config["head_epochs"], config["lr"])]
     if mode == "finetune":
-        unfreeze(config["backbone"], backbone)
+        unfreeze(config["backbone"], transfer.backbone)
         log("stage finetune: whole backbone unfrozen (batch norm stays frozen, in inference mode)")
     else:
-        names = unfreeze(config["backbone"], backbone, config["unfreeze"])
+        names = unfreeze(config["backbone"], transfer.backbone, config["unfreeze"])
         log(f"stage finetune: unfroze the top {len(names)} blocks: {', '.join(names)}")
-    results.append(stage("finetune", config["epochs"], config["finetune_lr"]))
+    results.append(fit_stage(job, model, "finetune", config["epochs"], config["finetune_lr"]))
     return results
 
 
@@ -259,7 +244,7 @@ def train(
                          per_class=config.get("per_class"))
     if folder is not None:  # record every image's split; decoded images are cached on disk per run
         folders.record_split(run_dir / runs.SPLIT_FILE, folder)
-        splits = _cached_on_disk(splits, run_dir)
+        splits = folders.cached_on_disk(splits, run_dir / runs.BACKUP / "image-cache")  # removed with backup/
     log(f"data: splits {splits.sizes()} (seed {config['seed']})")
 
     # Size the schedule to the training set (kerastl.schedule); the config records the result
@@ -273,10 +258,11 @@ def train(
     distribute.fit_batch_to(config, len(splits.y_train), log)
 
     # Build the model
-    model, backbone = build_model(config, data, log)
+    model, transfer = build_model(config, data, log)
+    backbone = transfer.backbone if transfer else None
 
     # Train, stage by stage
-    stages = train_stages(model, backbone, splits, config, run_dir, has_accelerator, log, callbacks)
+    stages = train_stages(Job(config, run_dir, splits, has_accelerator, log, callbacks), model, transfer)
 
     # Evaluate on the whole test split
     _compile(model, config["lr"], config, has_accelerator)
@@ -299,20 +285,6 @@ def train(
     test = None if probabilities is None else (splits.y_test, probabilities)
     return runs.write_finished_run(run_dir, config, model, metrics, epochs, test, data.class_names,
                                    backbone if config["mode"] == "pretrain" else None, log)
-
-
-def _cached_on_disk(splits: Splits, run_dir: Path) -> Splits:
-    """The training and validation images of a folder, cached by tf.data in the run's backup/
-    (removed when the run finishes; rebuilt when an interrupted run resumes)."""
-    import shutil
-
-    cache = run_dir / runs.BACKUP / "image-cache"
-    shutil.rmtree(cache, ignore_errors=True)  # a cache an interrupted run left may be incomplete
-    cache.mkdir(parents=True)
-    splits.x_train = splits.x_train.cached_at(cache / "train")
-    if len(splits.y_val):
-        splits.x_val = splits.x_val.cached_at(cache / "val")
-    return splits
 
 
 def _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy, epochs) -> dict[str, Any]:

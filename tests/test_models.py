@@ -30,7 +30,12 @@ def test_in_graph_preprocessing_matches_by_hand():
 
 
 def test_transfer_model_takes_raw_pixels_and_has_a_new_dense10_head():
-    model, backbone = build_transfer_model("efficientnet_lite0", 32, "none", log=lambda _: None)
+    model, backbone, head, features = build_transfer_model("efficientnet_lite0", 32, "none", log=lambda _: None)
     assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
     assert model.get_layer("classifier").units == 10 and backbone.input_shape == (None, 32, 32, 3)
     assert not backbone.trainable
+    # the head is the model's own head layers on the backbone's pooled features
+    assert features.output_shape == (None, 1280) and head.input_shape == (None, 1280) and head.output_shape == (None, 10)
+    assert head.get_layer("classifier") is model.get_layer("classifier")
+    x = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(np.asarray(head(features(x))), np.asarray(model(x)), rtol=1e-5, atol=1e-6)

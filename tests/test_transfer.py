@@ -4,16 +4,16 @@ import keras
 import numpy as np
 import pytest
 
-from kerastl.backbones import BACKBONES, backbone_blocks
+from kerastl.backbones import BACKBONES, backbone_blocks, unfreeze
 from kerastl.config import DEFAULTS
 from kerastl.models import build_transfer_model
-from kerastl.train import fit_stage, unfreeze
+from kerastl.train import Job, fit_stage
 
 QUIET = lambda _: None  # noqa: E731
 
 
 def _config(**overrides):
-    return {**DEFAULTS, "batch_size": 64, "patience": 2, "weight_decay": 0.0, **overrides}
+    return {**DEFAULTS, "mode": "finetune", "batch_size": 64, "patience": 2, "weight_decay": 0.0, **overrides}
 
 
 def _weights(layers_):
@@ -22,7 +22,7 @@ def _weights(layers_):
 
 @pytest.fixture(scope="module")
 def transfer():
-    model, backbone = build_transfer_model("efficientnet_lite0", 32, "imagenet", log=QUIET)
+    model, backbone, _, _ = build_transfer_model("efficientnet_lite0", 32, "imagenet", log=QUIET)
     return model, backbone
 
 
@@ -31,26 +31,26 @@ def test_frozen_backbone_is_bitwise_unchanged_while_the_head_learns(transfer, mn
     before_backbone = _weights(backbone.layers)
     before_head = _weights([model.get_layer("classifier")])
     assert not backbone.trainable and len(model.trainable_weights) == 2
-    fit_stage(model, "head", 1, 3e-3, mnist_slice, _config(), tmp_path, False, QUIET)
+    fit_stage(Job(_config(), tmp_path, mnist_slice, False, QUIET), model, "head", 1, 3e-3)
     for a, b in zip(before_backbone, _weights(backbone.layers)):
         assert np.array_equal(a, b)  # includes batch-norm moving mean and variance
     assert not np.array_equal(before_head[0], _weights([model.get_layer("classifier")])[0])
 
 
 def test_unfrozen_backbone_learns_but_batch_norm_statistics_stay(mnist_slice, tmp_path):
-    model, backbone = build_transfer_model("efficientnet_lite0", 32, "imagenet", log=QUIET)
+    model, backbone, _, _ = build_transfer_model("efficientnet_lite0", 32, "imagenet", log=QUIET)
     unfreeze("efficientnet_lite0", backbone)
     bn = backbone.get_layer("block5_bn1")
     conv = backbone.get_layer("block5_depthwise_conv")
     stats, kernel = [np.array(bn.moving_mean), np.array(bn.moving_variance)], np.array(conv.kernel)
-    fit_stage(model, "finetune", 1, 3e-4, mnist_slice, _config(), tmp_path, False, QUIET)
+    fit_stage(Job(_config(), tmp_path, mnist_slice, False, QUIET), model, "finetune", 1, 3e-4)
     assert np.array_equal(stats[0], np.array(bn.moving_mean))
     assert np.array_equal(stats[1], np.array(bn.moving_variance))
     assert not np.array_equal(kernel, np.array(conv.kernel))
 
 
 def test_partial_unfreezes_exactly_the_top_blocks():
-    model, backbone = build_transfer_model("efficientnet_lite0", 32, "none", log=QUIET)
+    model, backbone, _, _ = build_transfer_model("efficientnet_lite0", 32, "none", log=QUIET)
     names = unfreeze("efficientnet_lite0", backbone, 3)
     assert names == ["block14", "block15", "top"]
     blocks = dict(backbone_blocks(BACKBONES["efficientnet_lite0"], backbone))

@@ -131,3 +131,19 @@ def backbone_blocks(spec: BackboneSpec, model: keras.Model) -> list[tuple[str, l
 
 
 __all__ = ["BACKBONES", "BackboneSpec", "backbone_blocks", "backbone_spec", "build_backbone"]
+
+
+def unfreeze(backbone_name: str, backbone: keras.Model, top_blocks: int | None = None) -> list[str]:
+    """Make the backbone trainable, or only its top `top_blocks` blocks; returns the trained blocks.
+
+    Batch-norm layers stay frozen, which keeps them in inference mode: in Keras 3 the outer
+    model's `training=True` overrides the `training=False` recorded when the backbone was called
+    (measured on all three backends with Keras 3.15), so `trainable=False` is what holds them.
+    """
+    blocks = backbone_blocks(backbone_spec(backbone_name), backbone)
+    backbone.trainable = True
+    names = [name for name, _ in blocks[-top_blocks:]] if top_blocks else [name for name, _ in blocks]
+    for name, block_layers in blocks:
+        for layer in block_layers:
+            layer.trainable = name in names and not isinstance(layer, keras.layers.BatchNormalization)
+    return names

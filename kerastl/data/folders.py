@@ -106,6 +106,19 @@ def stored_at(splits, data, side: int):
     return splits, replace(data, image_shape=(side, side, data.image_shape[2]))
 
 
+def cached_on_disk(splits, cache: Path):
+    """The training and validation images of a folder, cached by tf.data in `cache` (a run's
+    backup/ folder, removed when the run finishes; rebuilt when an interrupted run resumes)."""
+    import shutil
+
+    shutil.rmtree(cache, ignore_errors=True)  # a cache an interrupted run left may be incomplete
+    cache.mkdir(parents=True)
+    splits.x_train = splits.x_train.cached_at(cache / "train")
+    if len(splits.y_val):
+        splits.x_val = splits.x_val.cached_at(cache / "val")
+    return splits
+
+
 # Decoding: the same TensorFlow ops for training, export and predict
 
 
