@@ -7,6 +7,7 @@ From Python (a notebook):
     run.metrics["test_accuracy"], run.history, run.folder, run.model
     kerastl.export_run(run, quantize=["int8"])       # `python -m kerastl.export`
     kerastl.predict(run, ["digit.png"])              # `python -m kerastl.predict`
+    kerastl.compare(per_class=[10, 100])             # `python -m kerastl.compare`
 
 Mistakes raise kerastl.UserError, with a message that says what to do.
 """
@@ -24,9 +25,10 @@ import importlib  # noqa: E402
 
 from kerastl.errors import UserError  # noqa: E402
 
-__all__ = ["Run", "UserError", "export_run", "load_run", "predict", "run"]
+__all__ = ["Run", "UserError", "compare", "export_run", "load_run", "predict", "run"]
 
-_LAZY = {"run": "kerastl.api", "Run": "kerastl.runs", "load_run": "kerastl.runs", "export_run": "kerastl.export"}
+_LAZY = {"run": "kerastl.api", "Run": "kerastl.runs", "load_run": "kerastl.runs", "export_run": "kerastl.export",
+         "compare": "kerastl.study"}
 
 
 def __getattr__(name: str):

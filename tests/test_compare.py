@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from kerastl import compare
+from kerastl.study import command as compare
 from kerastl.cli import run_cli
 from kerastl.study import report, runner
 from tests.conftest import ROOT, backend, run_module
@@ -174,7 +174,7 @@ def test_command_line_in_a_real_process():
     assert help_.returncode == 0 and "--per-class" in help_.stdout and "--budget" in help_.stdout
     bad = run_module("kerastl.compare", "--contenders", "svm")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("kerastl.compare: error: unknown contender 'svm'")
-    assert 'kerastl-compare = "kerastl.compare:cli"' in (ROOT / "pyproject.toml").read_text()
+    assert 'kerastl-compare = "kerastl.study.command:cli"' in (ROOT / "pyproject.toml").read_text()
 
 
 def test_the_quick_plan_trains_small_data_sensibly(tmp_path):

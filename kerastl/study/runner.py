@@ -38,6 +38,9 @@ class Outcome:
 class StudyInterrupted(Exception):
     """Ctrl-C during a run: the study stops; rerunning it continues from the finished runs."""
 
+    study_dir = None  # set by kerastl.study.compare, with the command that continues the study
+    command = None
+
 
 def differing_keys(recorded: dict, planned: dict) -> list[str]:
     """Config keys whose recorded value differs from the planned one (img_size: null means native)."""
