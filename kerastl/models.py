@@ -12,7 +12,7 @@ import keras
 from keras import layers
 
 from kerastl.backbones import backbone_spec, build_backbone
-from kerastl.data.datasets import DataInfo, builtin_info
+from kerastl.data.datasets import DATASETS, DataInfo, builtin_info
 from kerastl.layers import BN_MOMENTUM
 from kerastl.preprocessing import augmentation, pixel_adapter, pixels_input
 
@@ -46,9 +46,11 @@ def _apply(stack: list[layers.Layer], x):
 
 
 def _raw_pixels(data: DataInfo, augment: bool, **strengths):
-    """The model input and, with `augment`, the random shifts, rotations and zooms after it."""
+    """The model input and, with `augment`, the random shifts, rotations and zooms after it: the
+    border they uncover is black for the built-in datasets (their background), reflected for photos."""
     inputs = pixels_input(data.image_shape)
-    return inputs, (augmentation(inputs, **strengths) if augment else inputs)
+    fill = "constant" if data.name in DATASETS else "reflect"
+    return inputs, (augmentation(inputs, fill_mode=fill, **strengths) if augment else inputs)
 
 
 def build_mlp(

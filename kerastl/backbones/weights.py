@@ -80,50 +80,60 @@ def _imagenet_from_torch(spec, model: keras.Model, include_top: bool, log) -> st
 
 
 def load_backbone(spec, size: int, weights: str | None, include_top: bool = False, log=print) -> keras.Model:
-    """Build `spec` at `size` and load `weights` into it; raise WeightsUnavailable with what was tried."""
-    input_shape = (size, size, 3)
-    pooling = None if include_top else "avg"
+    """Build `spec` at `size` and load `weights` (imagenet, none, or a file) into it; raise
+    WeightsUnavailable with what was tried, UserError for a file that is missing or does not fit."""
+    def build(**extra) -> keras.Model:
+        return spec.build(input_shape=(size, size, 3), include_top=include_top, pooling=None if include_top else "avg", **extra)
+
     if weights in (None, "none"):
-        model = spec.build(input_shape=input_shape, include_top=include_top, pooling=pooling)
         log(f"weights: {spec.name} starts from RANDOM weights (--weights none); no ImageNet transfer")
-        return model
+        return build()
     if weights == "imagenet":
-        if spec.convert_torch is None:  # keras.applications or keras-hub download (or reuse their cache)
-            try:
-                model = spec.build(input_shape=input_shape, include_top=include_top, pooling=pooling, weights="imagenet")
-            except UserError:
-                raise
-            except Exception as exc:
-                raise WeightsUnavailable(
-                    f"no ImageNet weights for {spec.name}: tried {spec.imagenet_source}: {first_line(exc)}. {ALTERNATIVES}"
-                ) from None
-            log(f"weights: {spec.name} pretrained weights from {spec.imagenet_source}")
-            return model
-        model = spec.build(input_shape=input_shape, include_top=include_top, pooling=pooling)
-        try:
-            origin = _imagenet_from_torch(spec, model, include_top, log)
-        except Exception as exc:
-            raise WeightsUnavailable(
-                f"no ImageNet weights for {spec.name}: tried {spec.imagenet_source}: {first_line(exc)}. {ALTERNATIVES}"
-            ) from None
-        log(f"weights: {spec.name} ImageNet weights from {origin}")
+        model, origin = _imagenet(spec, build, include_top, log)
+        log(f"weights: {spec.name} {'pretrained' if spec.convert_torch is None else 'ImageNet'} weights from {origin}")
         return model
     path = Path(weights).expanduser()
     if not path.is_file():
         raise UserError(f"--weights {path}: file not found. {ALTERNATIVES}")
-    model = spec.build(input_shape=input_shape, include_top=include_top, pooling=pooling)
+    model = build()
+    _load_file(spec, model, path)
+    log(f"weights: {spec.name} weights from {path}")
+    return model
+
+
+def _imagenet(spec, build, include_top: bool, log) -> tuple[keras.Model, str]:
+    """(the model with ImageNet weights, where they came from): keras.applications' or keras-hub's
+    download (or their cache), else the spec's PyTorch state dict converted."""
+    if spec.convert_torch is None:
+        try:
+            return build(weights="imagenet"), spec.imagenet_source
+        except UserError:  # e.g. a keras-hub preset's own one-line error
+            raise
+        except Exception as exc:
+            raise _unavailable(spec, exc) from None
+    model = build()
+    try:
+        return model, _imagenet_from_torch(spec, model, include_top, log)
+    except Exception as exc:
+        raise _unavailable(spec, exc) from None
+
+
+def _unavailable(spec, exc: Exception) -> WeightsUnavailable:
+    return WeightsUnavailable(f"no ImageNet weights for {spec.name}: tried {spec.imagenet_source}: {first_line(exc)}. {ALTERNATIVES}")
+
+
+def _load_file(spec, model: keras.Model, path: Path) -> None:
+    """A Keras .weights.h5 or a PyTorch .pth state dict (converted) into `model`."""
+    if not (path.name.endswith(".weights.h5") or path.suffix in (".pth", ".pt")):
+        raise UserError(f"--weights {path}: expected a .weights.h5 or .pth file")
+    if path.suffix in (".pth", ".pt") and spec.convert_torch is None:
+        raise UserError(f"{spec.name} has no PyTorch converter; give Keras .weights.h5 instead")
     try:
         if path.name.endswith(".weights.h5"):
             model.load_weights(path)
-        elif path.suffix in (".pth", ".pt"):
-            if spec.convert_torch is None:
-                raise UserError(f"{spec.name} has no PyTorch converter; give Keras .weights.h5 instead")
-            spec.convert_torch(model, read_state_dict(path))
         else:
-            raise UserError(f"--weights {path}: expected a .weights.h5 or .pth file")
+            spec.convert_torch(model, read_state_dict(path))
     except UserError:
         raise
     except Exception as exc:
         raise UserError(f"--weights {path} does not fit {spec.name}: {first_line(exc)}") from None
-    log(f"weights: {spec.name} weights from {path}")
-    return model
