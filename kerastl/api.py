@@ -60,17 +60,35 @@ def run_with_options(
 
     distribute.connect_processes()  # several hosts (JAX): before anything starts the devices
     has_accelerator = runtime.accelerator() is not None
+    config, run_dir = _run_folder(mode, config_path, options, resume, has_accelerator, origin)
+    result = _train_locked(run_dir, config, mode, resume, has_accelerator, callbacks, log)
+    metrics = result.metrics
+    log(
+        f"done: {result.config['mode']} test accuracy {100 * metrics['test_accuracy']:.2f} % "
+        f"({metrics['test_images']} images), {metrics['wall_seconds']:.0f} s; run saved to {run_dir}"
+    )
+    if result.config["export"]:
+        from kerastl.export import export_run
 
-    # Choose the run folder: a new one, or the interrupted run to continue
+        result.export_report = export_run(run_dir, test_limit=result.config["test_limit"], log=log)
+    return result
+
+
+def _run_folder(mode, config_path, options, resume: bool, has_accelerator: bool, origin: str) -> tuple[dict | None, Path]:
+    """(the resolved config, a new run folder), or (None, the interrupted run to continue)."""
     if resume:
         _refuse_options_with_resume(config_path, options, origin)
         output_dir = options["output_dir"] or DEFAULTS["output_dir"]
-        run_dir = runs.find_resumable(output_dir, options["run_name"], mode or DEFAULT_MODE)
-    else:
-        config = resolve_run_config(mode or DEFAULT_MODE, config_path, options, has_accelerator, origin)
-        run_dir = runs.create_run_dir(config["output_dir"], config["run_name"], config["mode"], config["dataset"])
+        return None, runs.find_resumable(output_dir, options["run_name"], mode or DEFAULT_MODE)
+    config = resolve_run_config(mode or DEFAULT_MODE, config_path, options, has_accelerator, origin)
+    return config, runs.create_run_dir(config["output_dir"], config["run_name"], config["mode"], config["dataset"])
 
-    # Train, holding the folder's lock
+
+def _train_locked(run_dir: Path, config, mode, resume: bool, has_accelerator: bool, callbacks, log) -> runs.Run:
+    """Train holding the folder's lock; a mistake removes a new run's folder, Ctrl-C keeps it."""
+    from kerastl import distribute, runtime
+    from kerastl.train import train
+
     try:
         with runs.lock(run_dir):
             if resume:
@@ -79,28 +97,14 @@ def run_with_options(
             advice = runtime.cpu_backend_advice(config["mode"], has_accelerator)
             if advice:
                 log(advice)
-            from kerastl.train import train
-
             with distribute.distributed(config, has_accelerator, log):
-                result = train(config, run_dir, has_accelerator, log, callbacks)
+                return train(config, run_dir, has_accelerator, log, callbacks)
     except UserError:
         if not resume:
             runs.remove_run(run_dir)
         raise
     except KeyboardInterrupt:
-        raise RunInterrupted(run_dir, config["mode"]) from None
-    metrics = result.metrics
-    log(
-        f"done: {config['mode']} test accuracy {100 * metrics['test_accuracy']:.2f} % "
-        f"({metrics['test_images']} images), {metrics['wall_seconds']:.0f} s; run saved to {run_dir}"
-    )
-
-    # Export, if asked
-    if config["export"]:
-        from kerastl.export import export_run
-
-        result.export_report = export_run(run_dir, test_limit=config["test_limit"], log=log)
-    return result
+        raise RunInterrupted(run_dir, (config or {}).get("mode", mode or DEFAULT_MODE)) from None
 
 
 def option_name(key: str, origin: str) -> str:

@@ -233,3 +233,29 @@ def test_the_full_plan_on_a_gpu(tmp_path):
     assert finetune["img_size"] == 224 and finetune["precision"] == "auto"  # native size, mixed precision on the GPU
     assert plan.reductions(full, tuple(plan.CONTENDERS), full.sizes, full.seeds, None, None, *plan.backbones(True)) == [
         "backbones at small inputs (native: 224 px): resnet18 at 32 px (configs/finetune.yaml, configs/pretrain.yaml)"]
+
+
+def test_findings_on_a_study_with_every_contender():
+    """The committed quick study (docs/compare-quick): the transfer and pretraining sentences are
+    the numbers of its rows, and the verdicts follow the noise rule."""
+    import statistics
+
+    from kerastl.study import results
+
+    rows = results.read(ROOT / "docs" / "compare-quick")["runs"]
+    acc = lambda c, s: statistics.mean(r["test_accuracy"] for r in rows if r["contender"] == c and r["per_class"] == s)  # noqa: E731
+    comparisons = {c["size"]: c for c in report.compare_on_small_data(rows)}
+    assert sorted(comparisons) == [10, 100]
+    for size, c in comparisons.items():
+        assert c["diff_pp"] == pytest.approx(100 * (acc("finetune", size) - acc("cnn", size)))
+        assert c["verdict"] == ("level" if abs(c["diff_pp"]) <= c["noise_pp"] else "ahead" if c["diff_pp"] > 0 else "behind")
+    lines = report.findings(rows)
+    ft_all, cnn_all = acc("finetune", "all"), acc("cnn", "all")
+    verb = "beat" if ft_all > cnn_all else "did not beat"
+    assert any(line.startswith(f"Fine-tuned ImageNet transfer {verb} the CNN from scratch on all images: "
+                               f"{100 * ft_all:.2f} % against {100 * cnn_all:.2f} %") for line in lines)
+    gain = 100 * (acc("fashion", 10) - acc("scratch", 10))
+    assert any(line.startswith("Same architecture, 10 per class") and f"({gain:+.1f} pp)" in line for line in lines)
+    verdicts = {c["verdict"] for c in comparisons.values()}
+    summary = next(line for line in lines if line.startswith("Against the CNN from scratch on small data"))
+    assert all(v in summary for v in verdicts)

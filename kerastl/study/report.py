@@ -214,67 +214,85 @@ def data_efficiency_lines(rows: list[Row]) -> list[str]:
 
 def findings(rows: list[Row]) -> list[str]:
     """Plain sentences read off the numbers, including where transfer did not win."""
-    out: list[str] = []
     chosen, size = curve_rows(rows)
+    return _lesson_size_findings(chosen, size) + _small_data_findings(rows, size) + _pretraining_findings(rows)
+
+
+def _lesson_size_findings(chosen: list[Row], size) -> list[str]:
+    """Speed to 95 %, epochs against the lesson's, the best model, transfer against the CNN."""
+    if not chosen:
+        return []
+    out = []
     by = {r["contender"]: r for r in chosen}
-    if chosen:
-        fastest = [r for r in chosen if r["seconds_to_95"] is not None]
-        if fastest:
-            first = min(fastest, key=lambda r: r["seconds_to_95"])
-            out.append(
-                f"On {_size_label(size)}, {first['label']} reached 95 % validation accuracy soonest in wall-clock time "
-                f"({seconds(first['seconds_to_95'])}, epoch {first['epochs_to_95']})."
-            )
-        epochs = [(r, LESSON.get(CONTENDERS[r["contender"]].lesson or "", (None,))[0]) for r in chosen]
-        out.append(
-            "Epochs to 95 % validation accuracy: "
-            + ", ".join(f"{r['label']} {r['epochs_to_95'] or 'never'}" + (f" (lesson: {lesson})" if lesson else "") for r, lesson in epochs)
-            + "."
-        )
-        top = max(chosen, key=lambda r: r["test_accuracy"])
-        out.append(f"The best test accuracy on {_size_label(size)} was {pct(top['test_accuracy'])}, by {top['label']}.")
-        if "finetune" in by and "cnn" in by:
-            ft, cnn = by["finetune"], by["cnn"]
-            diff = 100 * (ft["test_accuracy"] - cnn["test_accuracy"])
-            verdict = "beat" if diff > 0 else "did not beat"
-            out.append(
-                f"Fine-tuned ImageNet transfer {verdict} the CNN from scratch on {_size_label(size)}: "
-                f"{pct(ft['test_accuracy'])} against {pct(cnn['test_accuracy'])} ({diff:+.2f} pp), "
-                f"in {seconds(ft['wall_seconds'])} against {seconds(cnn['wall_seconds'])}."
-            )
+    fastest = [r for r in chosen if r["seconds_to_95"] is not None]
+    if fastest:
+        first = min(fastest, key=lambda r: r["seconds_to_95"])
+        out.append(f"On {_size_label(size)}, {first['label']} reached 95 % validation accuracy soonest in wall-clock time "
+                   f"({seconds(first['seconds_to_95'])}, epoch {first['epochs_to_95']}).")
+    epochs = [(r, LESSON.get(CONTENDERS[r["contender"]].lesson or "", (None,))[0]) for r in chosen]
+    out.append("Epochs to 95 % validation accuracy: "
+               + ", ".join(f"{r['label']} {r['epochs_to_95'] or 'never'}" + (f" (lesson: {lesson})" if lesson else "") for r, lesson in epochs)
+               + ".")
+    top = max(chosen, key=lambda r: r["test_accuracy"])
+    out.append(f"The best test accuracy on {_size_label(size)} was {pct(top['test_accuracy'])}, by {top['label']}.")
+    if "finetune" in by and "cnn" in by:
+        ft, cnn = by["finetune"], by["cnn"]
+        diff = 100 * (ft["test_accuracy"] - cnn["test_accuracy"])
+        out.append(f"Fine-tuned ImageNet transfer {'beat' if diff > 0 else 'did not beat'} the CNN from scratch on {_size_label(size)}: "
+                   f"{pct(ft['test_accuracy'])} against {pct(cnn['test_accuracy'])} ({diff:+.2f} pp), "
+                   f"in {seconds(ft['wall_seconds'])} against {seconds(cnn['wall_seconds'])}.")
+    return out
+
+
+def compare_on_small_data(rows: list[Row], a: str = "finetune", b: str = "cnn") -> list[dict[str, Any]]:
+    """Contender `a` against `b` at every per-class size both ran: means, difference (pp), the
+    noise (the larger of the spread over seeds and twice the test-set sampling error of the
+    difference), and the verdict: ahead, behind or level."""
+    contenders, sizes, table = efficiency_table(rows)
+    if a not in contenders or b not in contenders:
+        return []
+    out = []
+    for s in sizes:
+        if s == ALL or (a, s) not in table or (b, s) not in table:
+            continue
+        mean_a, mean_b = statistics.mean(table[(a, s)]), statistics.mean(table[(b, s)])
+        diff = 100 * (mean_a - mean_b)
+        n = next(r["test_images"] for r in _ok(rows) if r["per_class"] == s)
+        sampling = 200 * math.sqrt((mean_a * (1 - mean_a) + mean_b * (1 - mean_b)) / n)
+        noise = max(100 * max(_stdev(table[(a, s)]), _stdev(table[(b, s)])), sampling)
+        verdict = "level" if abs(diff) <= noise else ("ahead" if diff > 0 else "behind")
+        out.append({"size": s, "a": mean_a, "b": mean_b, "diff_pp": diff, "noise_pp": noise, "verdict": verdict})
+    return out
+
+
+def _small_data_findings(rows: list[Row], lesson_size) -> list[str]:
+    comparisons = compare_on_small_data(rows)
+    out = []
+    for c in comparisons:
+        if c["size"] != lesson_size:  # the size of the lesson table was said above
+            note = f", within the noise of {c['noise_pp']:.1f} pp: seed spread or test-set sampling" if c["verdict"] == "level" else ""
+            out.append(f"With {c['size']} labelled images per class, fine-tuned ImageNet transfer scored {pct(c['a'], 1)} "
+                       f"and the CNN from scratch {pct(c['b'], 1)} ({c['diff_pp']:+.1f} pp{note}).")
+    said = [f"{v} at {', '.join(str(c['size']) for c in comparisons if c['verdict'] == v)} per class"
+            for v in ("ahead", "behind", "level") if any(c["verdict"] == v for c in comparisons)]
+    if said:
+        out.append("Against the CNN from scratch on small data, transfer was " + "; ".join(said).replace("level", "level (within the noise)") + ".")
+    return out
+
+
+def _pretraining_findings(rows: list[Row]) -> list[str]:
+    """The same architecture from Fashion-MNIST weights against random weights, per size."""
     contenders, sizes, table = efficiency_table(rows)
     mean = lambda c, s: statistics.mean(table[(c, s)]) if (c, s) in table else None  # noqa: E731
-    small = [s for s in sizes if s != ALL]
-    if "finetune" in contenders and "cnn" in contenders and small:
-        verdicts: dict[str, list] = {"ahead": [], "behind": [], "level": []}
-        for s in small:
-            if mean("finetune", s) is None or mean("cnn", s) is None:
-                continue
-            diff = 100 * (mean("finetune", s) - mean("cnn", s))
-            # noise: the spread over seeds, or twice the test-set sampling error of the difference
-            n = next(r["test_images"] for r in _ok(rows) if r["per_class"] == s)
-            sampling = 200 * math.sqrt(sum(mean(c, s) * (1 - mean(c, s)) for c in ("finetune", "cnn")) / n)
-            spread = max(100 * max(_stdev(table[("finetune", s)]), _stdev(table[("cnn", s)])), sampling)
-            verdict = "level" if abs(diff) <= spread else ("ahead" if diff > 0 else "behind")
-            verdicts[verdict].append(s)
-            if s != size:  # the size of the lesson table was said above
-                note = f", within the noise of {spread:.1f} pp: seed spread or test-set sampling" if verdict == "level" else ""
-                out.append(
-                    f"With {s} labelled images per class, fine-tuned ImageNet transfer scored {pct(mean('finetune', s), 1)} "
-                    f"and the CNN from scratch {pct(mean('cnn', s), 1)} ({diff:+.1f} pp{note})."
-                )
-        said = [f"{k} at {', '.join(map(str, v))} per class" for k, v in verdicts.items() if v]
-        if said:
-            out.append("Against the CNN from scratch on small data, transfer was " + "; ".join(said).replace("level", "level (within the noise)") + ".")
-    if "fashion" in contenders and "scratch" in contenders:
-        for s in sizes:
-            if mean("fashion", s) is not None and mean("scratch", s) is not None:
-                gain = 100 * (mean("fashion", s) - mean("scratch", s))
-                line = (f"Same architecture, {_size_label(s)}: starting from Fashion-MNIST weights scored {pct(mean('fashion', s), 1)}, "
-                        f"from random weights {pct(mean('scratch', s), 1)} ({gain:+.1f} pp)")
-                if mean("finetune", s) is not None:
-                    line += f"; ImageNet fine-tuning (other architecture) {pct(mean('finetune', s), 1)}"
-                out.append(line + ".")
+    out = []
+    for s in sizes if "fashion" in contenders and "scratch" in contenders else []:
+        if mean("fashion", s) is not None and mean("scratch", s) is not None:
+            gain = 100 * (mean("fashion", s) - mean("scratch", s))
+            line = (f"Same architecture, {_size_label(s)}: starting from Fashion-MNIST weights scored {pct(mean('fashion', s), 1)}, "
+                    f"from random weights {pct(mean('scratch', s), 1)} ({gain:+.1f} pp)")
+            if mean("finetune", s) is not None:
+                line += f"; ImageNet fine-tuning (other architecture) {pct(mean('finetune', s), 1)}"
+            out.append(line + ".")
     return out
 
 
