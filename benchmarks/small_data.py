@@ -9,7 +9,8 @@ Cases (each `kerastl.run` with no option but the data, unless the case says so):
 - folder40: a photo-like folder of 4 Fashion-MNIST classes (colour JPEGs at 96 px, on coloured
   backgrounds), 40 images a class in train/ and 250 in test/; finetune, cnn.
 - folder40-noaug: the same with `augment=False`, to check the digits' augmentation on clothes.
-- folder40-levers: the CNN on the same folder stored at 48 px, and trained 3x as long.
+- folder40-levers: the CNN on the same folder stored at 48 px, and trained 3x as long; finetune
+  without label smoothing.
 - fashion-full-aug: CNN on all of Fashion-MNIST with and without augmentation (about 4 minutes each).
 Prints one markdown table (mean ± sd over seeds where there are several) and writes results.json.
 """
@@ -61,7 +62,8 @@ def runs_for(case: str, seeds: list[int], folder: Path | None) -> list[tuple[str
         extra = {"augment": False} if case.endswith("noaug") else {}
         return [(case, m, 0, {"dataset": str(folder), **extra}) for m in ("finetune", "cnn")]
     if case == "folder40-levers":
-        return [(case, "cnn", 0, {"dataset": str(folder), **extra}) for extra in ({"image_size": 48}, {"epochs": 36})]
+        return [(case, m, 0, {"dataset": str(folder), **extra})
+                for m, extra in (("cnn", {"image_size": 48}), ("cnn", {"epochs": 36}), ("finetune", {"label_smoothing": 0.0}))]
     if case == "fashion-full-aug":
         return [(case, "cnn", 0, {"dataset": "fashion_mnist", "augment": a}) for a in (True, False)]
     raise SystemExit(f"unknown case {case!r}; choose from {', '.join(CASES)}")

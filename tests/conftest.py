@@ -25,6 +25,26 @@ def mnist_slice(mnist):
     return make_splits(mnist, validation_fraction=0.1, limit=600, test_limit=300, seed=0)
 
 
+def run_in_process(prog: str, main, argv: list[str], capsys) -> tuple[int, str, str]:
+    """A command's `main(argv)` as its console script runs it (one-line errors, exit codes), in this
+    process: (exit code, stdout, stderr). One real process per command is tested elsewhere."""
+    from kerastl.cli import run_cli
+
+    try:
+        code = run_cli(prog, lambda: main(argv))
+    except SystemExit as exc:  # argparse refused a flag
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_fit(argv: list[str], capsys) -> tuple[int, str, str]:
+    """`python -m kerastl.fit ARGV`, in this process."""
+    from kerastl import fit
+
+    return run_in_process("kerastl.fit", fit.main, argv, capsys)
+
+
 def run_module(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run `python -m ...` in the repo root as a user would, capturing output."""
     return subprocess.run(

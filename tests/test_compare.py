@@ -9,19 +9,14 @@ import pytest
 from kerastl.study import command as compare
 from kerastl.cli import run_cli
 from kerastl.study import report, runner
-from tests.conftest import ROOT, backend, run_module
+from tests.conftest import ROOT, backend, run_in_process, run_module
 
 TINY = ["--contenders", "mlp", "cnn", "--per-class", "5", "20", "--seeds", "1", "--test-limit", "200", "--max-epochs", "1"]
 FIGURES = ["val_accuracy_by_epoch.png", "val_accuracy_by_seconds.png", "data_efficiency.png", "confusion_best.png", "misclassified_best.png"]
 
 
 def _compare(argv, capsys):
-    try:
-        code = run_cli("kerastl.compare", lambda: compare.main(argv))
-    except SystemExit as exc:  # argparse rejects a flag
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_in_process("kerastl.compare", compare.main, argv, capsys)
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,10 @@ import sys
 import numpy as np
 import pytest
 
-from kerastl import distribute, fit
+from kerastl import distribute
 from kerastl.errors import UserError
-from kerastl.cli import run_cli
 from kerastl.data import pipeline
-from tests.conftest import ROOT, backend
+from tests.conftest import ROOT, backend, run_fit
 
 TINY = ["--mode", "mlp", "--epochs", "1", "--limit", "256", "--test-limit", "101", "--batch-size", "64", "--seed", "0", "--min-steps", "0"]
 TWO_JAX_CPUS = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
@@ -28,10 +27,7 @@ LOSS_TOLERANCE = 1e-5
 ACCURACY_TOLERANCE = 1e-6  # far below one image in 101: the same images right, up to float rounding of the weights
 
 
-def _fit(argv, capsys):
-    code = run_cli("kerastl.fit", lambda: fit.main(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+_fit = run_fit  # python -m kerastl.fit, in this process
 
 
 def _helper(*args, env: dict) -> dict:

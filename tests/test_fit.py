@@ -11,19 +11,15 @@ import pytest
 import kerastl
 from kerastl import fit, runs
 from kerastl.api import run_with_options
-from kerastl.cli import run_cli
 from kerastl.config import OPTIONS
 from kerastl.data import make_splits
 from kerastl.errors import RunInterrupted
-from tests.conftest import ROOT, backend, run_module
+from tests.conftest import ROOT, backend, run_fit, run_module
 
 QUICK = ["--limit", "600", "--test-limit", "300", "--seed", "0", "--min-steps", "0"]  # a fixed schedule (test_schedule.py sizes them)
 
 
-def _fit(argv, capsys):
-    code = run_cli("kerastl.fit", lambda: fit.main(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+_fit = run_fit  # python -m kerastl.fit, in this process
 
 
 def test_mlp_run_beats_chance_and_writes_the_run_folder(tmp_path, capsys):

@@ -9,18 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerastl import fit, predict, runs
-from kerastl.cli import run_cli
+from kerastl import predict, runs
 from kerastl.data import folders
-from tests.conftest import SHAPES, backend, make_image_folder
+from tests.conftest import SHAPES, backend, make_image_folder, run_fit
 
 TINY = ["--epochs", "1", "--head-epochs", "1", "--img-size", "32", "--batch-size", "8", "--seed", "0", "--min-steps", "0"]
 
 
-def _fit(argv, capsys):
-    code = run_cli("kerastl.fit", lambda: fit.main(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+_fit = run_fit  # python -m kerastl.fit, in this process
 
 
 @pytest.fixture(scope="module")
