@@ -115,3 +115,13 @@ def test_the_study_asks_fit_for_no_recipe_of_its_own(tmp_path):
     n10 = next(s for s in plan.plan(("finetune",), (10,), 1, plan.BUDGETS["quick"], tmp_path, False))
     assert n10.options == {"seed": 0, "per_class": 10, "test_limit": 2000}
     assert (n10.config["batch_size"], n10.config["epoch_passes"], n10.config["img_size"], n10.config["epochs"]) == (16, 6, 96, 9)
+
+
+def test_augmentation_follows_the_data():
+    """On for small MNIST sets, off for other data (it was tuned on digits), on again when asked."""
+    assert _sized("mlp", 90)[0]["augment"] is True and _sized("mlp", 54000)[0]["augment"] is False
+    assert _sized("cnn", 54000)[0]["augment"] is True  # the cnn config's own choice, on digits
+    for mode in ("cnn", "finetune"):
+        assert _sized(mode, 144, dataset="fashion_mnist")[0]["augment"] is False
+        assert _sized(mode, 54000, dataset="fashion_mnist")[0]["augment"] is False
+        assert _sized(mode, 144, dataset="fashion_mnist", augment=True)[0]["augment"] is True
