@@ -141,8 +141,13 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     atomic_write_text(run_dir / CONFIG, yaml.safe_dump(config, sort_keys=True))
 
 
+def labels_text(class_names) -> str:
+    """The text of labels.txt: one class name per line, in output order."""
+    return "".join(f"{name}\n" for name in class_names)
+
+
 def write_labels(run_dir: Path, class_names) -> None:
-    atomic_write_text(run_dir / LABELS, "".join(f"{name}\n" for name in class_names))
+    atomic_write_text(run_dir / LABELS, labels_text(class_names))
 
 
 def read_labels(folder: Path) -> list[str] | None:
