@@ -24,6 +24,7 @@ from kerastl import export, runs
 from kerastl.cli import run_cli
 from kerastl.errors import UserError
 from kerastl.export import cli, metadata, model_card
+from kerastl.export.convert import QUANTIZATIONS, tflite_name
 from kerastl.export.mediapipe_check import PICTURE_SCALE, availability
 from kerastl.litert import LiteRTModel
 from kerastl.models import build_cnn
@@ -34,7 +35,6 @@ TEST_LIMIT = 300
 MEDIAPIPE, NO_MEDIAPIPE = availability()
 needs_mediapipe = pytest.mark.skipif(MEDIAPIPE is None, reason=f"MediaPipe not usable: {NO_MEDIAPIPE}")
 in_process = pytest.mark.skipif(BACKEND != "tensorflow", reason="patches the export, so it must run in this process (TensorFlow backend)")
-VARIANTS = ("float32", "float16", "dynamic", "int8")
 
 
 def train_cnn(mnist) -> keras.Model:
@@ -56,7 +56,7 @@ def app_export(tmp_path_factory, mnist):
 
 
 def tflite(run_dir: Path, variant: str) -> Path:
-    return run_dir / runs.EXPORT_DIR / f"model_{variant}.tflite"
+    return run_dir / runs.EXPORT_DIR / tflite_name(variant)
 
 
 def coloured(digits: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -73,7 +73,7 @@ def coloured(digits: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def test_every_file_takes_rgb_pixels_and_full_integer_takes_uint8(app_export):
     run_dir, report = app_export
-    for variant in VARIANTS:
+    for variant in QUANTIZATIONS:
         lite = LiteRTModel(tflite(run_dir, variant))
         assert list(lite.input["shape"]) == [1, 28, 28, 3] and list(lite.output["shape"]) == [1, 10], variant
         expected = np.uint8 if variant == "int8" else np.float32
@@ -89,7 +89,7 @@ def test_every_file_takes_rgb_pixels_and_full_integer_takes_uint8(app_export):
 def test_metadata_and_labels_are_inside_every_file(app_export):
     run_dir, _ = app_export
     labels = (run_dir / runs.EXPORT_DIR / runs.LABELS).read_bytes()
-    for variant in VARIANTS:
+    for variant in QUANTIZATIONS:
         path = tflite(run_dir, variant)
         buffer = metadata.read_metadata(path)
         assert buffer is not None and buffer[4:8] == metadata.FILE_IDENTIFIER, variant
@@ -102,7 +102,7 @@ def test_metadata_reads_back_with_mediapipes_own_reader(app_export):
     from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
 
     run_dir, _ = app_export
-    for variant in VARIANTS:
+    for variant in QUANTIZATIONS:
         buffer = metadata.read_metadata(tflite(run_dir, variant))
         assert schema.ModelMetadata.ModelMetadataBufferHasIdentifier(buffer, 0)
         meta = schema.ModelMetadataT.InitFromObj(schema.ModelMetadata.GetRootAs(buffer, 0))

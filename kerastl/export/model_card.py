@@ -137,13 +137,16 @@ def model_card(facts: ModelFacts, report: dict[str, Any]) -> str:
 
 
 def _contract(facts: ModelFacts, report: dict[str, Any], height: int, width: int) -> str:
-    int8 = f"`uint8` 0..255 for the full-integer file (`--int8-io {report['int8_io']}`)" if report.get("int8_io") else ""
+    from kerastl.data.datasets import GREY_WEIGHTS
+
+    io = report.get("int8_io")
+    int8 = f"`{io}` for the full-integer file (`--int8-io {io}`" + (", which MediaPipe refuses)" if io == "int8" else ")")
     grey = ("The model was trained on grey images: it converts RGB to grey itself with PIL's weights "
-            "(0.299, 0.587, 0.114), as `kerastl.predict` converts pictures. " if facts.grey else "")
+            f"{GREY_WEIGHTS}, as `kerastl.predict` converts pictures. " if facts.grey else "")
     return (
         "## Input and output\n\n"
         f"- Input: one RGB picture `[1, {height}, {width}, 3]`, pixel values 0..255: `float32` for the float files"
-        + (f", {int8}" if int8 else "") + ". An app passes any picture: MediaPipe resizes it to "
+        + (f", {int8}" if io else "") + ". An app passes any picture: MediaPipe resizes it to "
         f"{height}x{width}. {grey}Normalisation is inside the model, so the metadata says mean 0, std 1.\n"
         f"- Output: `[1, {len(facts.classes)}]` class probabilities, in the order of `{runs.LABELS}`.\n"
         f"- TFLite metadata in every `.tflite` file: name, description, version, author, licence, the input as an "
