@@ -261,8 +261,8 @@ def test_the_model_cards_python_example_runs(app_export, mnist, tmp_path):
     assert ship == "model_int8.tflite" and f'model_asset_path="{ship}"' in card
     code = card.split("```python\n", 1)[1].split("```", 1)[0]
     shutil.copy(run_dir / runs.EXPORT_DIR / ship, tmp_path / ship)
-    digit = coloured(mnist["x_test"][:1])[0]
-    Image.fromarray(digit).resize((112, 112), Image.Resampling.NEAREST).save(tmp_path / "picture.png")
+    digit = mnist["x_test"][0, :, :, 0]  # a grey picture: the example converts it to RGB for MediaPipe
+    Image.fromarray(digit).resize((112, 112), Image.Resampling.BILINEAR).save(tmp_path / "picture.png")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stdout.splitlines() if re.fullmatch(r"digit \d \d\.\d+", line)]

@@ -21,9 +21,8 @@ from kerastl.export import metadata
 from kerastl.export.convert import DEFAULT_INT8_IO, FORMATS, INT8_IO, QUANTIZATIONS, VARIANTS, convert_all, tflite_name
 from kerastl.export.folder import move_into_place, staging_folder
 from kerastl.export.model_card import ModelFacts, model_facts, write_model_card
-from kerastl.export.parity import MAX_DROP_PP, check_all
+from kerastl.export.parity import MAX_DROP_PP, REPORT, check_all
 
-REPORT = "export_report.json"
 CALIBRATION_IMAGES = 500
 
 Log = Callable[[str], None]

@@ -15,7 +15,7 @@ from typing import Any
 
 from kerastl import runs
 from kerastl.export.convert import tflite_name
-from kerastl.export.parity import human_size
+from kerastl.export.parity import REPORT, human_size
 
 MODEL_CARD = "MODEL_CARD.md"
 
@@ -123,7 +123,7 @@ def model_card(facts: ModelFacts, report: dict[str, Any]) -> str:
     ship = app_file(report)
     sections = [
         f"# {facts.name}\n\n{facts.description}\n\nRun `{facts.version}`, {facts.author}. Every number below comes "
-        f"from this export's parity check (`export_report.json`) on {report['test_images']} test images.",
+        f"from this export's parity check (`{REPORT}`) on {report['test_images']:,} test images.",
         _contract(facts, report, height, width),
         _accuracy(report),
         _per_class(facts, report),
@@ -179,7 +179,7 @@ def _accuracy(report: dict[str, Any]) -> str:
         )
     threads = report.get("interpreter_threads")
     notes = [f"Latency: median of {report['latency_repeats']} single-image calls on the export machine "
-             f"({report.get('interpreter') or 'Keras'}" + (f", {threads} interpreter threads)." if threads else ").")]
+             f"({report.get('interpreter') or 'Keras'}" + (f", interpreter threads: {threads})." if threads else ").")]
     if mediapipe.get("version"):
         notes.append(f"MediaPipe: `mediapipe` {mediapipe['version']}'s ImageClassifier, given the test images as RGB "
                      f"pictures {mediapipe['picture_scale']}x the input size (it resizes them itself).")
@@ -215,7 +215,8 @@ def _training(facts: ModelFacts) -> str:
     if m.get("epochs_run"):
         recipe.append("epochs " + ", ".join(f"{stage}: {n}" for stage, n in m["epochs_run"].items()))
     if "batch_size" in c:
-        recipe.append(f"batch size {c['batch_size']}, learning rate {c['lr']} ({c['lr_schedule']})")
+        rates = f"learning rate {c['lr']}" + (f", fine-tuning {c['finetune_lr']}" if m.get("backbone") else "")
+        recipe.append(f"batch size {c['batch_size']}, {rates} ({c['lr_schedule']} schedule)")
     if c.get("augment"):
         recipe.append("augmentation (shifts, rotations, zooms)")
     if c.get("label_smoothing"):
@@ -251,15 +252,18 @@ def _usage(ship: str, facts: ModelFacts) -> str:
 
 `{ship}` is the file to ship (the full-integer file when it passed every check above, else the
 smallest that did). Python, with
-`pip install mediapipe` (this example is run by kerastl's tests):
+`pip install mediapipe pillow` (this example is run by kerastl's tests):
 
 ```python
 import mediapipe as mp
+import numpy as np
 from mediapipe.tasks.python import BaseOptions, vision
+from PIL import Image
 
+picture = np.asarray(Image.open("picture.png").convert("RGB"))  # MediaPipe takes RGB; it fails on a grey image
 options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path="{ship}"), max_results=3)
 with vision.ImageClassifier.create_from_options(options) as classifier:
-    result = classifier.classify(mp.Image.create_from_file("picture.png"))
+    result = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=picture))
     for category in result.classifications[0].categories:
         print(category.category_name, round(category.score, 3))
 ```

@@ -21,6 +21,7 @@ from kerastl.export.convert import SAVED_MODEL, tflite_name
 from kerastl.litert import median_latency_ms
 
 MAX_DROP_PP = 0.5
+REPORT = "export_report.json"  # in export/: the report as JSON
 
 
 @dataclass
