@@ -3,7 +3,8 @@
 The interpreter comes from the `ai-edge-litert` package where it installs (it needs no
 TensorFlow), else from `tf.lite.Interpreter`. A full-integer model's int8/uint8 input and output
 are quantized and dequantized here with the scale and zero point stored in the file, so callers
-always pass pixel values 0..255 and get float probabilities back.
+always pass pixel values 0..255 and get float probabilities back. kerastl's files take RGB pixels,
+as apps deliver them; grey pixels given to such a file are repeated into its three channels.
 """
 
 from __future__ import annotations
@@ -30,8 +31,14 @@ def interpreter_class() -> tuple[type, str]:
         return tf.lite.Interpreter, f"tf.lite.Interpreter (tensorflow {tf.__version__})"
 
 
+def as_rgb(pixels: np.ndarray) -> np.ndarray:
+    """Pixels [..., channels] as RGB: a grey channel repeated three times, colour unchanged."""
+    return pixels if pixels.shape[-1] == 3 else np.repeat(pixels, 3, axis=-1)
+
+
 class LiteRTModel:
-    """A `.tflite` classifier: pixels [n, 28, 28, 1] (0..255) in, probabilities [n, classes] out."""
+    """A `.tflite` classifier: pixels [n, height, width, channels] (0..255) in, probabilities
+    [n, classes] out. Grey pixels are repeated into RGB for a file that takes RGB."""
 
     def __init__(self, path: str | Path, num_threads: int | None = None):
         self.path = Path(path)
@@ -77,6 +84,8 @@ class LiteRTModel:
 
     def _invoke(self, batch: np.ndarray) -> np.ndarray:
         self._allocate(len(batch))
+        if self.input["shape"][-1] == 3:
+            batch = as_rgb(batch)
         self.interpreter.set_tensor(self.input["index"], self._quantize(batch))
         self.interpreter.invoke()
         return self._dequantize(self.interpreter.get_tensor(self.output["index"]))

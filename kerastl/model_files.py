@@ -2,8 +2,8 @@
 
 `.keras` (any backend), a SavedModel folder (TensorFlow) or a `.tflite` file (the LiteRT
 interpreter). Each loader returns a function from raw pixels [n, height, width, channels] (0..255;
-28x28x1 for MNIST) to class probabilities [n, classes]; a file that cannot be loaded is a one-line
-UserError.
+28x28x1 for MNIST, which kerastl's LiteRT files take as RGB) to class probabilities [n, classes];
+a file that cannot be loaded is a one-line UserError.
 """
 
 from __future__ import annotations

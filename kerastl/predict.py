@@ -42,10 +42,11 @@ class Classifier:
 
     @property
     def mnist_style(self) -> bool:
-        """A model of a built-in dataset (28x28 grey, its class names): pictures are made MNIST-like."""
+        """A model of a built-in dataset (28x28, its class names): pictures are made MNIST-like. Its
+        LiteRT files take RGB, and turn the grey digit (given as RGB by LiteRTModel) back to grey."""
         from kerastl.data import CLASS_NAMES, IMAGE_SHAPE
 
-        return self.image_shape == IMAGE_SHAPE and self.labels in CLASS_NAMES.values()
+        return self.image_shape[:2] == IMAGE_SHAPE[:2] and self.labels in CLASS_NAMES.values()
 
     def pixels(self, image, invert: str) -> np.ndarray:
         """One image file as this model's input pixels; ImageError if it cannot be read."""

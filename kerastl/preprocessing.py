@@ -13,7 +13,7 @@ from typing import Sequence
 import keras
 from keras import layers
 
-from kerastl.data.datasets import IMAGE_SHAPE
+from kerastl.data.datasets import GREY_WEIGHTS, IMAGE_SHAPE
 
 
 def pixel_adapter(
@@ -35,6 +35,12 @@ def pixel_adapter(
         variance = [s * s for s in (std or [1.0] * len(mean))]
         x = layers.Normalization(mean=list(mean), variance=variance, name="normalize")(x)
     return x
+
+
+def rgb_to_grey(x):
+    """RGB pixels [..., 3] -> grey [..., 1], the GREY_WEIGHTS sum of the channels, as a fixed layer."""
+    weights = keras.initializers.Constant([[w] for w in GREY_WEIGHTS])
+    return layers.Dense(1, use_bias=False, kernel_initializer=weights, trainable=False, name="rgb_to_grey")(x)
 
 
 def augmentation(x, shift: float = 0.1, rotation: float = 0.03, zoom: float = 0.1, fill_mode: str = "constant"):

@@ -14,7 +14,7 @@ A finished run folder holds only what a user needs (every name is declared here,
     confusion.png         the test confusion matrix
     metrics.json          test accuracy, timings, the schedule, ...; written last, it marks the run finished
     backbone.weights.h5   pretrain only: the backbone for `--weights` of a later transfer run
-    export/               after `kerastl.export` (its report: export_report.json)
+    export/               after `kerastl.export` (its files: kerastl.export)
 
 While a run trains it also holds `backup/` (what `--resume` needs, see kerastl.resume) and `.lock`
 (held by the training process, so a second one cannot resume or write a live run). Both are
@@ -47,7 +47,6 @@ PREDICTIONS = "test_predictions.npz"
 CURVES = "curves.png"
 CONFUSION = "confusion.png"
 EXPORT_DIR = "export"
-EXPORT_REPORT = "export_report.json"  # in export/
 LABELS = "labels.txt"  # in the run folder and export/: one class name per line, in output order
 TENSORBOARD = "tensorboard"  # --tensorboard: one folder of logs per stage
 BACKUP = "backup"
@@ -182,8 +181,13 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     atomic_write_text(run_dir / CONFIG, yaml.safe_dump(config, sort_keys=True))
 
 
+def labels_text(class_names) -> str:
+    """The text of labels.txt: one class name per line, in output order."""
+    return "".join(f"{name}\n" for name in class_names)
+
+
 def write_labels(run_dir: Path, class_names) -> None:
-    atomic_write_text(run_dir / LABELS, "".join(f"{name}\n" for name in class_names))
+    atomic_write_text(run_dir / LABELS, labels_text(class_names))
 
 
 def read_labels(folder: Path) -> list[str] | None:

@@ -58,7 +58,7 @@ def test_export_writes_every_file_and_a_report(exported):
     run_dir, report = exported
     folder = run_dir / "export"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "export_report.json", "labels.txt", "model_dynamic.tflite", "model_float16.tflite",
+        "MODEL_CARD.md", "export_report.json", "labels.txt", "model_dynamic.tflite", "model_float16.tflite",
         "model_float32.tflite", "model_int8.tflite", "saved_model",
     ]
     assert (folder / "labels.txt").read_text().split() == [str(d) for d in range(10)]
@@ -67,7 +67,7 @@ def test_export_writes_every_file_and_a_report(exported):
     assert report["test_images"] == TEST_LIMIT
     assert report["export_backend"] == "tensorflow" and report["trained_backend"] == BACKEND
     names = [row["artifact"] for row in report["rows"]]
-    assert names == ["keras", "saved_model (uint8)", "tflite float32", "tflite float16", "tflite dynamic", "tflite int8 (int8)"]
+    assert names == ["keras", "saved_model (uint8)", "tflite float32", "tflite float16", "tflite dynamic", "tflite int8 (uint8)"]
     sizes = {row["file"]: row["size_bytes"] for row in report["rows"]}
     assert sizes["model_float32.tflite"] == (folder / "model_float32.tflite").stat().st_size
     # 784*64 + 64*10 weights: float16 halves the file, int8 quarters it
@@ -99,13 +99,15 @@ def test_tflite_float32_probabilities_match_keras(exported, mnist):
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_int8_is_full_integer_and_within_the_accuracy_bound(exported, mnist):
+def test_int8_is_full_integer_with_uint8_pixels_and_within_the_accuracy_bound(exported, mnist):
     run_dir, report = exported
     lite = LiteRTModel(run_dir / "export" / "model_int8.tflite")
-    assert lite.input_dtype == np.int8 and lite.output_dtype == np.int8
+    assert lite.input_dtype == np.uint8 and lite.output_dtype == np.uint8  # the default: what MediaPipe takes
+    assert list(lite.input["shape"]) == [1, 28, 28, 3]  # RGB, as apps deliver pictures
     scale, zero_point = lite.input["quantization"]
-    assert scale == pytest.approx(1.0, rel=0.01) and zero_point == -128  # calibrated on pixels 0..255
-    row = next(r for r in report["rows"] if r["artifact"] == "tflite int8 (int8)")
+    assert scale == pytest.approx(1.0, rel=0.01) and zero_point == 0  # uint8 pixels go in unchanged
+    assert report["int8_io"] == "uint8"
+    row = next(r for r in report["rows"] if r["artifact"] == "tflite int8 (uint8)")
     assert not row["flagged"] and row["delta_pp"] >= -export_max_drop(report)
     assert row["agreement"] >= 0.98
     x, y = mnist["x_test"][:TEST_LIMIT], mnist["y_test"][:TEST_LIMIT]
@@ -138,16 +140,20 @@ def test_saved_model_signatures(exported, mnist):
     np.testing.assert_allclose(from_uint8.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_uint8_io_option_takes_raw_pixels(tmp_path, exported):
+def test_int8_io_option_gives_int8_pixels(tmp_path, exported):
     run_dir = tmp_path / "run"
     shutil.copytree(exported[0], run_dir, ignore=shutil.ignore_patterns("export"))
-    report = export.export_run(run_dir, formats=["tflite"], quantize=["int8"], int8_io="uint8", test_limit=100,
+    report = export.export_run(run_dir, formats=["tflite"], quantize=["int8"], int8_io="int8", test_limit=100,
                                latency_repeats=2, calibration_images=100, log=lambda _: None)
     lite = LiteRTModel(run_dir / "export" / "model_int8.tflite")
-    assert lite.input_dtype == np.uint8 and lite.output_dtype == np.uint8
+    assert lite.input_dtype == np.int8 and lite.output_dtype == np.int8
     scale, zero_point = lite.input["quantization"]
-    assert scale == pytest.approx(1.0, rel=0.01) and zero_point == 0  # uint8 pixels go in unchanged
-    assert [r["artifact"] for r in report["rows"]] == ["keras", "tflite int8 (uint8)"]
+    assert scale == pytest.approx(1.0, rel=0.01) and zero_point == -128  # calibrated on pixels 0..255
+    assert [r["artifact"] for r in report["rows"]] == ["keras", "tflite int8 (int8)"]
+    row = report["rows"][1]
+    if report["mediapipe"]["version"]:  # MediaPipe takes uint8 or float32 pixels only: refused, and flagged
+        assert "got INT8" in row["mediapipe"]["refused"] and row["flags"][-1] == "refused by MediaPipe"
+        assert row["flagged"] and "refused by MediaPipe: Type mismatch" in export.format_table(report)
 
 
 # Writes are atomic; an export is replaced only with --force
@@ -171,7 +177,8 @@ def test_force_replaces_the_export(tmp_path, exported):
     result = run_export_cli(str(run_dir), "--formats", "tflite", "--quantize", "float32", "--force",
                             "--test-limit", "50", "--latency-repeats", "2")
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (run_dir / "export").iterdir()) == ["export_report.json", "labels.txt", "model_float32.tflite"]
+    assert sorted(p.name for p in (run_dir / "export").iterdir()) == [
+        "MODEL_CARD.md", "export_report.json", "labels.txt", "model_float32.tflite"]
     assert "tflite float32" in result.stdout and "50 test images" in result.stdout
     assert leftovers(run_dir) == []
 
@@ -278,7 +285,7 @@ def test_fit_chains_the_export(tmp_path):
     assert ("pass --allow-drop" in result.stderr) == bool(dropped)
     assert report["trained_backend"] == BACKEND and report["test_images"] == 100  # fit forwards --test-limit
     assert [row["artifact"] for row in report["rows"]][1:] == [
-        "saved_model (uint8)", "tflite float32", "tflite float16", "tflite dynamic", "tflite int8 (int8)"]
-    assert "tflite int8 (int8)" in result.stdout  # the parity table
+        "saved_model (uint8)", "tflite float32", "tflite float16", "tflite dynamic", "tflite int8 (uint8)"]
+    assert "tflite int8 (uint8)" in result.stdout  # the parity table
     assert sorted(p.name for p in (tmp_path / "chained").iterdir() if p.suffix != ".png") == [
         "config.yaml", "export", "history.csv", "labels.txt", "metrics.json", "model.keras", "test_predictions.npz"]

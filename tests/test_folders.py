@@ -11,6 +11,7 @@ from PIL import Image
 
 from kerastl import predict, runs
 from kerastl.data import folders
+from kerastl.litert import LiteRTModel
 from tests.conftest import SHAPES, backend, make_image_folder, run_fit
 
 TINY = ["--epochs", "1", "--head-epochs", "1", "--img-size", "32", "--batch-size", "8", "--seed", "0", "--min-steps", "0"]
@@ -61,6 +62,12 @@ def test_a_folder_run_exports_with_its_labels_and_predicts_class_names(tmp_path,
     assert not [row for row in report["rows"] if row["flagged"]]
     float32 = next(row for row in report["rows"] if row["artifact"] == "tflite float32")
     assert float32["agreement"] == 1.0
+    side = 64 if mode == "cnn" else 32  # the stored size of these mixed-size colour images
+    for row in report["rows"][2:]:  # every LiteRT file takes the colour images as RGB; MediaPipe accepts it
+        assert list(LiteRTModel(export / row["file"]).input["shape"]) == [1, side, side, 3]
+        if report["mediapipe"]["version"]:
+            assert row["mediapipe"]["refused"] is None and row["mediapipe"]["class_names_match"], row
+    assert "images like those of the folder shapes" in (export / "MODEL_CARD.md").read_text()
     images = [str(shapes / "circle" / "circle000.png"), str(shapes / "triangle" / "triangle003.gif")]
     assert predict.main([str(export / "model_int8.tflite"), *images]) == 0
     lines = capsys.readouterr().out.splitlines()

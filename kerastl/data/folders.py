@@ -124,17 +124,20 @@ def cached_on_disk(splits, cache: Path):
 
 def decode_image(path, size: tuple[int, int], channels: int):
     """A uint8 [height, width, channels] tensor from an image file (a path tensor): decoded with
-    `tf.io.decode_image` (first frame of a GIF), alpha dropped, grey/colour converted to `channels`,
-    resized with antialiasing to `size`, rounded."""
+    `tf.io.decode_image` (first frame of a GIF), alpha dropped, grey/colour converted to `channels`
+    (colour to grey with PIL's weights), resized with antialiasing to `size`, rounded."""
     import tensorflow as tf
+
+    from kerastl.data.datasets import GREY_WEIGHTS
 
     image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
     native = tf.shape(image)[-1]
-    image = tf.cond(native >= 3, lambda: image[..., :3], lambda: image[..., :1])  # drop alpha
+    image = tf.cast(tf.cond(native >= 3, lambda: image[..., :3], lambda: image[..., :1]), tf.float32)  # drop alpha
     if channels == 3:
         image = tf.cond(tf.shape(image)[-1] == 1, lambda: tf.image.grayscale_to_rgb(image), lambda: image)
     else:
-        image = tf.cond(tf.shape(image)[-1] == 3, lambda: tf.image.rgb_to_grayscale(image), lambda: image)
+        image = tf.cond(tf.shape(image)[-1] == 3,
+                        lambda: tf.reduce_sum(image * GREY_WEIGHTS, axis=-1, keepdims=True), lambda: image)
     image = tf.image.resize(image, size, method="bilinear", antialias=True)
     image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
     image.set_shape((*size, channels))

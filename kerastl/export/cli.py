@@ -1,6 +1,8 @@
 """The command line of `python -m kerastl.export RUN_DIR` (and `kerastl-export`).
 
-Exit status: 0 ok, 1 a file lost more accuracy than allowed, 2 bad flag or run, 3 conversion failed.
+Exit status: 0 ok, 1 a file lost more accuracy than allowed or MediaPipe refused it, 2 bad flag or
+run (no class names, labels that do not match the model, metadata that cannot be written), 3
+conversion failed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from kerastl.cli import EXIT_ACCURACY_DROP, EXIT_EXPORT_FAILED, OneLineParser, run_cli
 from kerastl.errors import ExportFailed
-from kerastl.export.convert import FORMATS, INT8_IO, QUANTIZATIONS
+from kerastl.export.convert import DEFAULT_INT8_IO, FORMATS, INT8_IO, QUANTIZATIONS
 from kerastl.export.job import CALIBRATION_IMAGES, export_run
 
 PROG = "kerastl.export"
@@ -27,7 +29,9 @@ def parse_args(argv=None):
     p.add_argument("--formats", type=_csv, default=list(FORMATS), help="comma-separated: saved_model,tflite (default: both)")
     p.add_argument("--quantize", type=_csv, default=list(QUANTIZATIONS),
                    help="LiteRT variants, comma-separated: float32,float16,dynamic,int8 (default: all)")
-    p.add_argument("--int8-io", default="int8", choices=INT8_IO, help="input/output type of the int8 model (default: int8)")
+    p.add_argument("--int8-io", default=DEFAULT_INT8_IO, choices=INT8_IO,
+                   help="input/output type of the int8 model: uint8 (default; what MediaPipe and app runtimes take) "
+                        "or int8 (MediaPipe refuses it, so the table flags it)")
     p.add_argument("--force", action="store_true", help="replace an existing RUN_DIR/export")
     p.add_argument("--test-limit", type=int, help="check on the first N test images only (quick checks)")
     p.add_argument("--allow-drop", action="store_true", help="exit 0 even if a file loses accuracy")
@@ -45,7 +49,8 @@ def parse_args(argv=None):
 
 
 def report_outcome(prog: str, report: dict, run_dir: Path, allow_drop: bool) -> int:
-    """Print the parity table, and a line on stderr if a file lost accuracy; the exit status."""
+    """Print the parity table, and a line on stderr if a file lost accuracy or MediaPipe refused it;
+    the exit status."""
     from kerastl import runs
     from kerastl.export import parity
 
@@ -53,9 +58,9 @@ def report_outcome(prog: str, report: dict, run_dir: Path, allow_drop: bool) -> 
     target = Path(run_dir) / runs.EXPORT_DIR
     drops = parity.flagged(report)
     if drops and not allow_drop:
-        names = ", ".join(f"{r['artifact']} ({r['delta_pp']:+.2f} pp)" for r in drops)
-        print(f"{prog}: accuracy dropped more than {report['max_drop_pp']} pp: {names}. The export is in {target} "
-              "for inspection; pass --allow-drop to accept it.", file=sys.stderr)
+        names = ", ".join(f"{r['artifact']} ({'; '.join(r['flags'])})" for r in drops)
+        print(f"{prog}: accuracy dropped more than {report['max_drop_pp']} pp, or MediaPipe refused a file: {names}. "
+              f"The export is in {target} for inspection; pass --allow-drop to accept it.", file=sys.stderr)
         return EXIT_ACCURACY_DROP
     print(f"{prog}: exported to {target}")
     return 0

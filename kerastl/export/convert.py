@@ -1,5 +1,10 @@
 """Convert a Keras model: a SavedModel with Keras' ExportArchive, LiteRT files with
-`model.export(format="litert")` and TensorFlow's converter options (TensorFlow backend only)."""
+`model.export(format="litert")` and TensorFlow's converter options (TensorFlow backend only).
+
+The SavedModel takes the trained model's own input (grey [batch, 28, 28, 1] for MNIST), for
+servers and Python. Every LiteRT file takes what apps deliver, RGB pixels [batch, H, W, 3] 0..255
+(`app_model`): MediaPipe Tasks and the TFLite Task Library accept only 3 (or 4) channels.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,18 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from kerastl.errors import ExportFailed, first_line
+from kerastl.litert import as_rgb
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
-INT8_IO = ("int8", "uint8")
+VARIANTS = {  # what each file is, for its metadata; {io} is the full-integer file's input/output type
+    "float32": "float32 weights and activations",
+    "float16": "float16 weights, float32 activations",
+    "dynamic": "int8 weights, activations quantized on the fly (dynamic range)",
+    "int8": "full integer (int8), calibrated on training images, {io} input and output",
+}
+INT8_IO = ("uint8", "int8")  # input/output type of the full-integer file; MediaPipe refuses int8
+DEFAULT_INT8_IO = "uint8"
 SAVED_MODEL = "saved_model"
 
 Log = Callable[[str], None]
@@ -20,9 +33,25 @@ def tflite_name(variant: str) -> str:
     return f"model_{variant}.tflite"
 
 
+def app_model(model):
+    """The graph every LiteRT file holds: RGB pixels [batch, H, W, 3] (0..255), then for a model
+    trained on grey images their grey levels (PIL's weights, as `predict` converts pictures), then
+    the trained model. A model trained on colour images already takes RGB."""
+    import keras
+
+    from kerastl.preprocessing import rgb_to_grey
+
+    height, width, channels = model.input_shape[1:]
+    if channels == 3:
+        return model
+    pixels = keras.Input((height, width, 3), dtype="float32", name="pixels")
+    return keras.Model(pixels, model(rgb_to_grey(pixels)), name=f"{model.name}_rgb")
+
+
 def export_saved_model(model, path: Path) -> None:
     """A SavedModel whose signatures take float32 (`serving_default`) or uint8 (`serve_uint8`)
-    pixels [batch, 28, 28, 1] and return {"probabilities": [batch, classes]}."""
+    pixels [batch, H, W, channels] as the model was trained (28x28x1 for MNIST) and return
+    {"probabilities": [batch, classes]}."""
     import keras
     import tensorflow as tf
 
@@ -42,7 +71,7 @@ def export_saved_model(model, path: Path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-def converter_options(variant: str, calibration=None, int8_io: str = "int8") -> dict[str, Any]:
+def converter_options(variant: str, calibration=None, int8_io: str = DEFAULT_INT8_IO) -> dict[str, Any]:
     """TFLiteConverter settings for one variant, as `model.export(format="litert", **options)` takes them."""
     import tensorflow as tf
 
@@ -57,7 +86,7 @@ def converter_options(variant: str, calibration=None, int8_io: str = "int8") -> 
 
         def representative_dataset():
             for image in calibration:
-                yield [image[None].astype("float32")]
+                yield [as_rgb(image[None]).astype("float32")]
 
         return {
             "optimizations": [tf.lite.Optimize.DEFAULT],
@@ -69,7 +98,8 @@ def converter_options(variant: str, calibration=None, int8_io: str = "int8") -> 
     raise ValueError(f"unknown quantization {variant!r}")
 
 
-def export_tflite(model, path: Path, variant: str, calibration=None, int8_io: str = "int8") -> None:
+def export_tflite(model, path: Path, variant: str, calibration=None, int8_io: str = DEFAULT_INT8_IO) -> None:
+    """One LiteRT variant of `model` (an `app_model`), calibrated on `calibration` if int8."""
     model.export(str(path), format="litert", verbose=False, **converter_options(variant, calibration, int8_io))
 
 
@@ -80,9 +110,10 @@ def convert_all(model, folder: Path, formats: Sequence[str], quantize: Sequence[
         log("export: SavedModel")
         _convert("SavedModel", export_saved_model, model, folder / SAVED_MODEL)
     if "tflite" in formats:
+        rgb_model = app_model(model)
         for variant in quantize:
             log(f"export: LiteRT {variant}")
-            _convert(f"LiteRT {variant}", export_tflite, model, folder / tflite_name(variant), variant, calibration, int8_io)
+            _convert(f"LiteRT {variant}", export_tflite, rgb_model, folder / tflite_name(variant), variant, calibration, int8_io)
 
 
 def _convert(what: str, export_fn, *args) -> None:

@@ -1,7 +1,8 @@
 """`export_run`: a run's model as SavedModel and LiteRT files, proven on the test set.
 
-Read the run, convert every format into a staging folder, run every file on the test set, and only
-then rename the folder onto RUN_DIR/export/.
+Read the run, convert every format into a staging folder, write the TFLite metadata (with the
+labels) into every LiteRT file, run every file on the test set (in LiteRT and in MediaPipe), write
+the report and the model card, and only then rename the folder onto RUN_DIR/export/.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import numpy as np
 from kerastl import runs
 from kerastl.errors import ExportFailed, UserError
 from kerastl.export import tensorflow_process
-from kerastl.export.convert import FORMATS, INT8_IO, QUANTIZATIONS, convert_all
+from kerastl.export import metadata
+from kerastl.export.convert import DEFAULT_INT8_IO, FORMATS, INT8_IO, QUANTIZATIONS, VARIANTS, convert_all, tflite_name
 from kerastl.export.folder import move_into_place, staging_folder
-from kerastl.export.parity import MAX_DROP_PP, check_all
+from kerastl.export.model_card import ModelFacts, model_facts, write_model_card
+from kerastl.export.parity import MAX_DROP_PP, REPORT, check_all
 
 CALIBRATION_IMAGES = 500
 
@@ -30,7 +33,7 @@ def export_run(
     formats: Sequence[str] = FORMATS,
     quantize: Sequence[str] = QUANTIZATIONS,
     force: bool = False,
-    int8_io: str = "int8",
+    int8_io: str = DEFAULT_INT8_IO,
     test_limit: int | None = None,
     calibration_images: int = CALIBRATION_IMAGES,
     latency_repeats: int = 200,
@@ -64,13 +67,18 @@ def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibr
     from kerastl.model_files import load_keras_model
 
     # Prepare: the run's model, its class names, the test and calibration images
-    config = runs.read_config(run_dir)
+    config, metrics = runs.read_config(run_dir), _metrics(run_dir)
     labels = _labels(run_dir, config)
     target = run_dir / runs.EXPORT_DIR
     if target.exists() and not force:
         raise UserError(f"{target} already exists; pass --force to replace it")
     model = load_keras_model(run_dir / runs.MODEL)
-    x_test, y_test, x_train = _images(run_dir, config, tuple(model.input_shape[1:]), log)
+    if model.output_shape[-1] != len(labels):
+        raise UserError(f"{run_dir / runs.LABELS} names {len(labels)} classes but the model has {model.output_shape[-1]} "
+                        f"outputs; give it one class name per output, in output order, or re-train the run")
+    image_shape = tuple(model.input_shape[1:])
+    facts = model_facts(run_dir, config, metrics, labels, image_shape)
+    x_test, y_test, x_train = _images(run_dir, config, image_shape, log)
     x_test, y_test = x_test[:test_limit], y_test[:test_limit]
     calibration = _calibration_images(x_train, calibration_images)
     if isinstance(x_test, folders.FileImages):  # an image folder's files: decode the ones used
@@ -81,23 +89,44 @@ def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibr
     staging = staging_folder(run_dir, runs.EXPORT_DIR)
     try:
         convert_all(model, staging, formats, quantize, calibration, int8_io, log)
-        report = check_all(model, run_dir / runs.MODEL, staging, formats, quantize, x_test, y_test, max_drop_pp,
-                           latency_repeats, threads, log)
+        if "tflite" in formats:
+            _write_metadata(staging, quantize, int8_io, facts, log)
+        report = check_all(model, run_dir / runs.MODEL, staging, formats, quantize, x_test, y_test, labels,
+                           max_drop_pp, latency_repeats, threads, log)
         report.update(
             run_dir=str(run_dir), dataset=config["dataset"], labels=labels,
-            trained_backend=_trained_backend(run_dir), export_backend=tensorflow_process.keras_backend(),
+            trained_backend=metrics.get("backend"), export_backend=tensorflow_process.keras_backend(),
             interpreter_threads=threads, int8_io=int8_io if "tflite" in formats and "int8" in quantize else None,
             calibration_images=len(calibration) if "tflite" in formats else None,
         )
-        (staging / runs.LABELS).write_text("\n".join(labels) + "\n")
-        (staging / runs.EXPORT_REPORT).write_text(json.dumps(report, indent=2) + "\n")
+        runs.write_labels(staging, labels)
+        (staging / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+        write_model_card(staging, facts, report)
         move_into_place(staging, target)
-    except ExportFailed as exc:
+    except (ExportFailed, UserError) as exc:
         kept = "the existing export is unchanged" if target.exists() else "nothing was written"
-        raise ExportFailed(f"{exc}; {kept}") from exc.__cause__
+        raise type(exc)(f"{exc}; {kept}") from exc.__cause__
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+def _write_metadata(folder: Path, quantize: Sequence[str], int8_io: str, facts: ModelFacts, log: Log) -> None:
+    """TFLite metadata and the labels file in every LiteRT file; a failure is a one-line UserError."""
+    height, width, _ = facts.image_shape
+    labels = runs.labels_text(facts.classes).encode()
+    for variant in quantize:
+        path = folder / tflite_name(variant)
+        log(f"export: TFLite metadata and {runs.LABELS} into {path.name}")
+        described = metadata.ClassifierMetadata(
+            name=facts.name, description=f"{facts.description} This file: {VARIANTS[variant].format(io=int8_io)}.",
+            version=facts.version, author=facts.author, licence=facts.licence, height=height, width=width,
+            labels_file=runs.LABELS, num_classes=len(facts.classes),
+        )
+        try:
+            metadata.write_into_model(path, metadata.metadata_flatbuffer(described), {runs.LABELS: labels})
+        except metadata.MetadataError as exc:
+            raise UserError(f"writing the TFLite metadata into {path.name} failed ({exc})") from exc
 
 
 def _labels(run_dir: Path, config: dict[str, Any]) -> list[str]:
@@ -146,7 +175,7 @@ def _check_choices(formats: Sequence[str], quantize: Sequence[str], int8_io: str
         if unknown or not values:
             raise UserError(f"{flag}: unknown or empty value {','.join(unknown)!r}; choose from {','.join(allowed)}")
     if int8_io not in INT8_IO:
-        raise UserError(f"--int8-io must be int8 or uint8, got {int8_io!r}")
+        raise UserError(f"--int8-io must be {' or '.join(INT8_IO)}, got {int8_io!r}")
 
 
 def _calibration_images(x_train, count: int, seed: int = 0):
@@ -155,8 +184,9 @@ def _calibration_images(x_train, count: int, seed: int = 0):
     return x_train[index]
 
 
-def _trained_backend(run_dir: Path) -> str | None:
+def _metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's metrics.json, or {} for a run folder without a readable one."""
     try:
-        return runs.read_metrics(run_dir).get("backend")
+        return runs.read_metrics(run_dir)
     except UserError:
-        return None
+        return {}

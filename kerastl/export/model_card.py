@@ -1,0 +1,314 @@
+"""MODEL_CARD.md beside the exported files, in the spirit of Mitchell et al. 2019 ("Model Cards for
+Model Reporting") and Hugging Face's model cards: what the model does, its input contract, how well
+each file classifies (every number from the parity report), its data, training recipe, intended
+use and limits, licences, and how to call it from Python, Android, iOS and the web.
+
+`model_facts` gathers what the card and the TFLite metadata both say about the model, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from kerastl import runs
+from kerastl.export.convert import tflite_name
+from kerastl.export.parity import REPORT, human_size
+
+MODEL_CARD = "MODEL_CARD.md"
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the model is, for people (the card) and for app runtimes (the metadata)."""
+
+    name: str  # e.g. "kerastl cnn, mnist"
+    subject: str  # what it classifies, e.g. "handwritten digits (MNIST)"
+    version: str  # the run folder's name
+    author: str
+    classes: list[str]
+    image_shape: tuple[int, int, int]  # what the trained model takes; the LiteRT files take RGB at this size
+    data_licence: str
+    weights: str  # where the weights started from, with their licence
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @property
+    def grey(self) -> bool:
+        return self.image_shape[2] == 1
+
+    @property
+    def licence(self) -> str:
+        return f"Weights: {self.weights}. Training images: {self.data_licence}."
+
+    @property
+    def description(self) -> str:
+        height, width, _ = self.image_shape
+        grey = " (converted to grey inside the model, with PIL's weights)" if self.grey else ""
+        return (f"Classifies {self.subject} into {len(self.classes)} classes. Input: an RGB picture{grey}, "
+                f"which the app runtime resizes to {height}x{width}; pixel values 0..255. "
+                "Output: one probability per class. Trained with kerastl.")
+
+
+def model_facts(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any], labels: list[str],
+                image_shape: tuple[int, int, int]) -> ModelFacts:
+    """The facts of a run folder's model, from its config.yaml and metrics.json."""
+    from kerastl.data import folders
+    from kerastl.data.datasets import LICENCES
+
+    dataset = config["dataset"]
+    if folders.is_folder_dataset(dataset):
+        subject = f"images like those of the folder {Path(dataset).name}"
+        data_licence = f"those of the images in {dataset} (not known to kerastl)"
+    else:
+        subject = {"mnist": "handwritten digits (MNIST)", "fashion_mnist": "grey photos of clothes (Fashion-MNIST)"}[dataset]
+        data_licence = LICENCES[dataset]
+    return ModelFacts(
+        name=f"kerastl {config['mode']}, {Path(dataset).name}", subject=subject, version=run_dir.name,
+        author=f"trained with kerastl {_kerastl_version()}", classes=list(labels), image_shape=image_shape,
+        data_licence=data_licence, weights=_weights(config), config=config, metrics=metrics,
+    )
+
+
+def _weights(config: dict[str, Any]) -> str:
+    from kerastl.config import TRANSFER_MODES
+
+    if config["mode"] not in TRANSFER_MODES:
+        return "trained from random initialisation by this run"
+    backbone, weights = config["backbone"], config["weights"]
+    if weights in (None, "none"):
+        return f"{backbone} trained from random initialisation by this run"
+    if weights != "imagenet":
+        return f"{backbone} started from the weights in {weights} (their licence is not known to kerastl)"
+    try:
+        from kerastl.backbones import backbone_spec
+
+        licence = backbone_spec(backbone).imagenet_licence or "not known to kerastl"
+    except Exception:  # a keras-hub preset that cannot be opened now: the card is still written
+        licence = "not known to kerastl"
+    return f"{backbone} fine-tuned from ImageNet weights, licence: {licence}"
+
+
+def _kerastl_version() -> str:
+    try:
+        return version("kerastl")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+# The card
+
+
+def app_file(report: dict[str, Any]) -> str | None:
+    """The file to ship: the full-integer one if it passed every check (the smallest and fastest on
+    phones), else the smallest that did, else the smallest LiteRT file."""
+    files = [row for row in report["rows"] if row["file"].endswith(".tflite")]
+    good = [row for row in files if not row["flagged"] and (row.get("mediapipe") or {}).get("refused") is None]
+    chosen = min(good or files, key=lambda row: (row["file"] != tflite_name("int8"), row["size_bytes"]), default=None)
+    return chosen["file"] if chosen else None
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def write_model_card(folder: Path, facts: ModelFacts, report: dict[str, Any]) -> None:
+    (folder / MODEL_CARD).write_text(model_card(facts, report))
+
+
+def model_card(facts: ModelFacts, report: dict[str, Any]) -> str:
+    height, width, _ = facts.image_shape
+    ship = app_file(report)
+    sections = [
+        f"# {facts.name}\n\n{facts.description}\n\nRun `{facts.version}`, {facts.author}. Every number below comes "
+        f"from this export's parity check (`{REPORT}`) on {report['test_images']:,} test images.",
+        _contract(facts, report, height, width),
+        _accuracy(report),
+        _per_class(facts, report),
+        _data(facts, report),
+        _training(facts),
+        _use_and_limits(facts, height, width),
+        f"## Licences\n\n- {facts.licence}\n- The code that trained and exported it: kerastl, Apache-2.0.",
+        _usage(ship, facts) if ship else "## Use it\n\nThis export has no LiteRT file; export with `--formats tflite`.",
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _contract(facts: ModelFacts, report: dict[str, Any], height: int, width: int) -> str:
+    from kerastl.data.datasets import GREY_WEIGHTS
+
+    io = report.get("int8_io")
+    int8 = f"`{io}` for the full-integer file (`--int8-io {io}`" + (", which MediaPipe refuses)" if io == "int8" else ")")
+    grey = ("The model was trained on grey images: it converts RGB to grey itself with PIL's weights "
+            f"{GREY_WEIGHTS}, as `kerastl.predict` converts pictures. " if facts.grey else "")
+    return (
+        "## Input and output\n\n"
+        f"- Input: one RGB picture `[1, {height}, {width}, 3]`, pixel values 0..255: `float32` for the float files"
+        + (f", {int8}" if io else "") + ". An app passes any picture: MediaPipe resizes it to "
+        f"{height}x{width}. {grey}Normalisation is inside the model, so the metadata says mean 0, std 1.\n"
+        f"- Output: `[1, {len(facts.classes)}]` class probabilities, in the order of `{runs.LABELS}`.\n"
+        f"- TFLite metadata in every `.tflite` file: name, description, version, author, licence, the input as an "
+        f"RGB image (normalisation mean 0 / std 1, values 0..255), the output as probabilities with `{runs.LABELS}` "
+        "packed inside as the TENSOR_AXIS_LABELS file, so MediaPipe returns the class names.\n"
+        "- The SavedModel takes the trained model's own input "
+        f"(`[batch, {height}, {width}, {facts.image_shape[2]}]`), for servers and Python."
+    )
+
+
+def _accuracy(report: dict[str, Any]) -> str:
+    mediapipe = report.get("mediapipe") or {}
+    lines = [
+        "## Accuracy, size and latency",
+        "",
+        "| file | size | accuracy (LiteRT) | change vs Keras | agreement with Keras | latency | MediaPipe accuracy | MediaPipe agreement |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in report["rows"]:
+        app = row.get("mediapipe")
+        if app and app["refused"]:
+            in_app = f"refused: {app['refused']} | -"
+        elif app:
+            in_app = f"{pct(app['accuracy'])} | {pct(app['agreement'])}"
+        else:
+            in_app = "not checked | -" if row["file"].endswith(".tflite") else "- | -"
+        lines.append(
+            f"| {row['file']} | {human_size(row['size_bytes'])} | {pct(row['accuracy'])} | {row['delta_pp']:+.2f} pp | "
+            f"{pct(row['agreement'])} | {row['latency_ms']:.3f} ms | {in_app} |" + (" **DROP**" if row["flagged"] else "")
+        )
+    threads = report.get("interpreter_threads")
+    notes = [f"Latency: median of {report['latency_repeats']} single-image calls on the export machine "
+             f"({report.get('interpreter') or 'Keras'}" + (f", interpreter threads: {threads})." if threads else ").")]
+    if mediapipe.get("version"):
+        notes.append(f"MediaPipe: `mediapipe` {mediapipe['version']}'s ImageClassifier, given the test images as RGB "
+                     f"pictures {mediapipe['picture_scale']}x the input size (it resizes them itself).")
+    elif mediapipe.get("not_checked"):
+        notes.append(f"MediaPipe: not checked ({mediapipe['not_checked']}).")
+    return "\n".join(lines) + "\n\n" + " ".join(notes)
+
+
+def _per_class(facts: ModelFacts, report: dict[str, Any]) -> str:
+    rows = [row for row in report["rows"] if row["artifact"] == "keras" or row["file"].endswith(".tflite")]
+    header = "| class | " + " | ".join(row["file"] for row in rows) + " |"
+    lines = ["## Accuracy per class", "", header, "|" + " --- |" * (len(rows) + 1)]
+    for c, name in enumerate(facts.classes):
+        lines.append(f"| {name} | " + " | ".join(pct(row["per_class_accuracy"][c]) for row in rows) + " |")
+    return "\n".join(lines)
+
+
+def _data(facts: ModelFacts, report: dict[str, Any]) -> str:
+    m = facts.metrics
+    split = (f"{m['train_images']:,} training, {m['validation_images']:,} validation and {m['test_images']:,} test images"
+             if "train_images" in m else "the split is not recorded")
+    checked = "" if report["test_images"] == m.get("test_images") else f" (the export checked the first {report['test_images']:,})"
+    kind = "grey" if facts.grey else "colour"
+    return (f"## Data\n\n`{facts.config['dataset']}`: {split}{checked}. Classes: {', '.join(facts.classes)}. "
+            f"Trained on {facts.image_shape[0]}x{facts.image_shape[1]} {kind} images.")
+
+
+def _training(facts: ModelFacts) -> str:
+    c, m = facts.config, facts.metrics
+    recipe = [f"mode `{c['mode']}`", facts.weights]
+    if m.get("backbone"):
+        recipe.append(f"backbone `{m['backbone']}` at {m['img_size']} px")
+    if m.get("epochs_run"):
+        recipe.append("epochs " + ", ".join(f"{stage}: {n}" for stage, n in m["epochs_run"].items()))
+    if "batch_size" in c:
+        rates = f"learning rate {c['lr']}" + (f", fine-tuning {c['finetune_lr']}" if m.get("backbone") else "")
+        recipe.append(f"batch size {c['batch_size']}, {rates} ({c['lr_schedule']} schedule)")
+    if c.get("augment"):
+        recipe.append("augmentation (shifts, rotations, zooms)")
+    if c.get("label_smoothing"):
+        recipe.append(f"label smoothing {c['label_smoothing']}")
+    if m.get("backend"):
+        recipe.append(f"Keras on {m['backend']}" + (f", {m['device']}" if m.get("device") else ""))
+    if m.get("test_accuracy") is not None:
+        recipe.append(f"test accuracy after training {pct(m['test_accuracy'])}")
+    return f"## Training\n\n{'; '.join(recipe)}. The full settings are in the run's `{runs.CONFIG}`."
+
+
+def _use_and_limits(facts: ModelFacts, height: int, width: int) -> str:
+    dataset = facts.config["dataset"]
+    if dataset == "mnist":
+        limits = ("MNIST digits are light on a dark background, one digit, centred and scaled to about 20x20 of the "
+                  "28x28 field. A photo of dark ink on paper must be inverted and cropped to the digit first "
+                  "(`kerastl.predict` does both; MediaPipe only resizes), or the answers are close to chance.")
+    elif dataset == "fashion_mnist":
+        limits = ("Fashion-MNIST shows one article of clothing, centred, light on a black background, in grey. "
+                  "Photos of clothes on other backgrounds, several items or other objects are far from that.")
+    else:
+        limits = ("The model knows the pictures of its training folder only; pictures unlike them (other subjects, "
+                  "lighting, framing) get answers that can be confidently wrong.")
+    return (f"## Intended use and limits\n\nFor classifying {facts.subject} into the {len(facts.classes)} classes above, "
+            f"on a device or in a browser. {limits} The model always answers with one of its classes: it cannot say "
+            f"'none of these', so a picture far from the training data still gets a class. Pictures are resized to "
+            f"{height}x{width}, so fine detail is lost.")
+
+
+def _usage(ship: str, facts: ModelFacts) -> str:
+    stem = ship.removesuffix(".tflite")
+    return f"""## Use it
+
+`{ship}` is the file to ship (the full-integer file when it passed every check above, else the
+smallest that did). Python, with
+`pip install mediapipe pillow` (this example is run by kerastl's tests):
+
+```python
+import mediapipe as mp
+import numpy as np
+from mediapipe.tasks.python import BaseOptions, vision
+from PIL import Image
+
+picture = np.asarray(Image.open("picture.png").convert("RGB"))  # MediaPipe takes RGB; it fails on a grey image
+options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path="{ship}"), max_results=3)
+with vision.ImageClassifier.create_from_options(options) as classifier:
+    result = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=picture))
+    for category in result.classifications[0].categories:
+        print(category.category_name, round(category.score, 3))
+```
+
+Android (Kotlin, `com.google.mediapipe:tasks-vision`; put the file in `app/src/main/assets/`):
+
+```kotlin
+val options = ImageClassifier.ImageClassifierOptions.builder()
+    .setBaseOptions(BaseOptions.builder().setModelAssetPath("{ship}").build())
+    .setMaxResults(3)
+    .build()
+val classifier = ImageClassifier.createFromOptions(context, options)
+val result = classifier.classify(BitmapImageBuilder(bitmap).build())
+val top = result.classificationResult().classifications()[0].categories()[0]
+Log.i("classifier", "${{top.categoryName()}} ${{top.score()}}")
+```
+
+iOS (Swift, pod `MediaPipeTasksVision`; add the file to the app bundle):
+
+```swift
+import MediaPipeTasksVision
+
+let options = ImageClassifierOptions()
+options.baseOptions.modelAssetPath = Bundle.main.path(forResource: "{stem}", ofType: "tflite")!
+options.maxResults = 3
+let classifier = try ImageClassifier(options: options)
+let result = try classifier.classify(image: try MPImage(uiImage: uiImage))
+if let top = result.classificationResult.classifications.first?.categories.first {{
+    print(top.categoryName ?? "", top.score)
+}}
+```
+
+Web (JavaScript, npm `@mediapipe/tasks-vision`; serve the file beside the page):
+
+```javascript
+import {{ FilesetResolver, ImageClassifier }} from "@mediapipe/tasks-vision";
+
+const vision = await FilesetResolver.forVisionTasks("https://cdn.jsdelivr.net/npm/@mediapipe/tasks-vision/wasm");
+const classifier = await ImageClassifier.createFromOptions(vision, {{
+  baseOptions: {{ modelAssetPath: "{ship}" }},
+  maxResults: 3,
+}});
+const top = classifier.classify(document.querySelector("img")).classifications[0].categories[0];
+console.log(top.categoryName, top.score);
+```
+
+The Kotlin, Swift and JavaScript examples follow MediaPipe's documented API and are not run by kerastl's tests."""
+
