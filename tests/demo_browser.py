@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     with serving(args.models) as url, browser_page(viewport=(1180, 560)) as page:
         for name, top in draw_seven_and_read(page, url, args.screenshot).items():
-            print(name, " ".join(f"{label} {100 * p:.1f}%" for label, p in top))
+            print(name, " ".join(f"{label} {100 * probability:.1f}%" for label, probability in top))
     return 0
 
 
