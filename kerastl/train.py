@@ -147,6 +147,7 @@ def fit_stage(job: Job, model: keras.Model, stage: str, epochs: int, lr: float, 
     start = time.perf_counter()
     model.fit(
         **train,
+        shuffle=False,  # the tf.data pipeline shuffles itself
         validation_data=validation_data(x_val, splits.y_val, config["batch_size"]) if has_val else None,
         epochs=epochs,
         initial_epoch=state.epochs_done,
