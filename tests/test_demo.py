@@ -143,8 +143,11 @@ def test_a_port_in_use_is_one_line_and_exit_2(mlp_run, capsys):
 
 
 def test_the_command_prints_its_url_binds_loopback_and_stops_on_ctrl_c(mlp_run):
+    # Ctrl-C as in a terminal: a suite started in the background (nohup, `cmd &`) passes SIGINT on
+    # ignored, and Python then installs no KeyboardInterrupt handler (the server ran on for 60 s)
     process = subprocess.Popen([sys.executable, "-m", "kerastl.demo", str(mlp_run.folder), "--port", "0"], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines = []
         for line in process.stdout:  # until the URL is printed
