@@ -1,5 +1,5 @@
-import numpy as np
 import keras
+import numpy as np
 
 from kerastl.models import build_cnn, build_mlp, build_transfer_model
 from kerastl.preprocessing import pixel_adapter, pixels_input
@@ -38,4 +38,5 @@ def test_transfer_model_takes_raw_pixels_and_has_a_new_dense10_head():
     assert features.output_shape == (None, 1280) and head.input_shape == (None, 1280) and head.output_shape == (None, 10)
     assert head.get_layer("classifier") is model.get_layer("classifier")
     x = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1)).astype("float32")
-    np.testing.assert_allclose(np.asarray(head(features(x))), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+    as_numpy = keras.ops.convert_to_numpy
+    np.testing.assert_allclose(as_numpy(head(features(x))), as_numpy(model(x)), rtol=1e-5, atol=1e-6)
