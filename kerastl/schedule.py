@@ -38,6 +38,7 @@ STEPS_PER_EPOCH = 30
 MIN_BATCH = 16
 HEAD_SHARE = 0.25
 SMALL_DATA_IMAGES = 2000
+SIZED_KEYS = ("batch_size", "epoch_passes", "epochs", "head_epochs", "patience", "augment", "img_size")  # what it may change
 
 
 @dataclass(frozen=True)
@@ -139,5 +140,3 @@ def describe(schedule: Schedule, config: dict[str, Any], has_accelerator: bool) 
         line += f"; kept as you set them: {', '.join(given)}"
     return line
 
-
-SIZED_KEYS = ("batch_size", "epoch_passes", "epochs", "head_epochs", "patience", "augment", "img_size")
