@@ -7,6 +7,8 @@ From Python (a notebook):
     run.metrics["test_accuracy"], run.history, run.folder, run.model
     kerastl.export_run(run, quantize=["int8"])       # `python -m kerastl.export`
     kerastl.predict(run, ["digit.png"])              # `python -m kerastl.predict`
+    kerastl.lr_find(model, x, y).suggestion          # a learning rate, from a sweep (`fit --lr find`)
+    kerastl.explain(run)                             # why transfer works: `python -m kerastl.explain`
 
 Mistakes raise kerastl.UserError, with a message that says what to do.
 """
@@ -24,15 +26,16 @@ import importlib  # noqa: E402
 
 from kerastl.errors import UserError  # noqa: E402
 
-__all__ = ["Run", "UserError", "export_run", "load_run", "predict", "run"]
+__all__ = ["Run", "UserError", "explain", "export_run", "load_run", "lr_find", "predict", "run"]
 
 _LAZY = {"run": "kerastl.api", "Run": "kerastl.runs", "load_run": "kerastl.runs", "export_run": "kerastl.export"}
+_CALLABLE_MODULES = ("predict", "lr_find", "explain")  # modules you can call: kerastl.predict(model, images)
 
 
 def __getattr__(name: str):
     """Import on first use: the commands (`python -m kerastl.fit --help`) must not wait for Keras."""
-    if name == "predict":
-        return importlib.import_module("kerastl.predict")  # a module you can call: kerastl.predict(model, images)
+    if name in _CALLABLE_MODULES:
+        return importlib.import_module(f"kerastl.{name}")
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'kerastl' has no attribute {name!r}")

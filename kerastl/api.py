@@ -34,8 +34,8 @@ def run(
     epochs: int | None = None,
     head_epochs: int | None = None,
     batch_size: int | None = None,
-    lr: float | None = None,
-    finetune_lr: float | None = None,
+    lr: float | str | None = None,  # or "find" (kerastl.lr_find)
+    finetune_lr: float | str | None = None,
     lr_schedule: str | None = None,
     limit: int | None = None,
     per_class: int | None = None,

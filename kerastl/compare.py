@@ -162,6 +162,9 @@ def main(argv=None) -> int:
         return EXIT_INTERRUPTED
     rows = results.collect(specs, study_dir, outcomes)
     results.write(study_dir, study, rows)
+    from kerastl.study import why
+
+    why.explain_backbone(study_dir, study, say)  # the report's "Why" section, from a probe of every block
     path = report.build(study_dir, study["command"], log=say)
     failed = [r for r in rows if r["status"] != "ok"]
     reused = sum(1 for o in outcomes.values() if o.status == "reused")

@@ -36,6 +36,11 @@ def _one_of(*choices) -> Callable[[Any], bool]:
     return lambda v: v in choices
 
 
+def _rate(v):
+    """A positive learning rate, or "find": sweep for one first (kerastl.lr_find)."""
+    return v == "find" if isinstance(v, str) else v > 0
+
+
 # key: (type(s), check, meaning). None is allowed wherever the default is None.
 SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = {
     "mode": ((str,), _one_of(*MODES), "what to train"),
@@ -44,8 +49,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Callable[[Any], bool] | None, str]] = 
     "epochs": ((int,), _positive, "epochs (for finetune/partial: of the fine-tuning stage)"),
     "head_epochs": ((int,), _positive, "epochs of the head-only stage (finetune/partial)"),
     "batch_size": ((int,), _positive, "images per step"),
-    "lr": ((int, float), _positive, "learning rate (for finetune/partial: of the head stage)"),
-    "finetune_lr": ((int, float), _positive, "learning rate of the fine-tuning stage"),
+    "lr": ((int, float, str), _rate, "learning rate (for finetune/partial: of the head stage), or find (a sweep picks it)"),
+    "finetune_lr": ((int, float, str), _rate, "learning rate of the fine-tuning stage, or find"),
     "lr_schedule": ((str,), _one_of("constant", "cosine"), "constant, or cosine decay after a 10 % warm-up"),
     "weight_decay": ((int, float), lambda v: v >= 0, "AdamW weight decay"),
     "limit": ((int,), _positive, "train on a seeded subset of N images"),
@@ -146,8 +151,10 @@ def resolve(mode: str, config_path: str | Path | None, overrides: dict[str, Any]
     config["mode"] = mode
     config["given"] = sorted(given - {"mode", "cpu", "given"})
     config.pop("cpu", None)
+    if config["lr"] == "find" and "lr" in flags and "finetune_lr" not in flags:
+        config["finetune_lr"] = "find"  # --lr find sweeps every stage, unless --finetune-lr is given
     if config["finetune_lr"] is None:
-        config["finetune_lr"] = config["lr"] / 10
+        config["finetune_lr"] = "find" if config["lr"] == "find" else config["lr"] / 10
     return config
 
 

@@ -17,6 +17,16 @@ EXIT_ACCURACY_DROP = 1  # --export: a file lost accuracy (as `kerastl.export` ex
 EXIT_EXPORT_FAILED = 3
 
 
+def learning_rate(text: str) -> float | str:
+    """A number, or "find" (kerastl.lr_find sweeps for the rate)."""
+    if text == "find":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'find', got {text!r}") from None
+
+
 def build_parser() -> OneLineParser:
     """One flag per keyword of `kerastl.run` (tests/test_api.py checks they stay the same)."""
     p = OneLineParser(prog=PROG, description="Train an MLP, a CNN or a pretrained backbone on MNIST.")
@@ -27,9 +37,10 @@ def build_parser() -> OneLineParser:
     p.add_argument("--epochs", type=int, help="epochs (finetune/partial: of the fine-tuning stage)")
     p.add_argument("--head-epochs", type=int, help="finetune/partial: epochs of the head-only stage")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="learning rate (finetune/partial: of the head stage)")
-    p.add_argument("--finetune-lr", type=float,
-                   help="learning rate of the fine-tuning stage (default: the config's, lr/10 if it sets none)")
+    p.add_argument("--lr", type=learning_rate, help="learning rate (finetune/partial: of the head stage), or 'find': "
+                   "sweep for one before each stage that trains (kerastl.lr_find)")
+    p.add_argument("--finetune-lr", type=learning_rate, help="learning rate of the fine-tuning stage, or 'find' (default: "
+                   "the config's, lr/10 if it sets none; 'find' when --lr find)")
     p.add_argument("--lr-schedule", help="constant, or cosine decay after a 10 %% warm-up")
     p.add_argument("--limit", type=int, help="train on a seeded subset of N training images")
     p.add_argument("--per-class", type=int, help="train on N labelled images per class, balanced and seeded (10 %% of them validate)")

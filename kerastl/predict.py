@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from kerastl.callable_module import make_callable
 from kerastl.cli import OneLineParser, run_cli
 from kerastl.digit_image import INVERT_CHOICES, ImageError, to_mnist
 
@@ -183,15 +183,7 @@ def cli() -> int:
     return run_cli(PROG, main)
 
 
-class _CallableModule(types.ModuleType):
-    """Importing `kerastl.predict` makes the package attribute this module (Python sets it), so
-    the module itself is what `kerastl.predict(model, images)` calls."""
-
-    def __call__(self, *args, **kwargs) -> list[dict]:
-        return predict(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__, predict)  # kerastl.predict(model, images)
 
 if __name__ == "__main__":
     sys.exit(cli())

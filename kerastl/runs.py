@@ -9,6 +9,8 @@ A finished run folder holds only what a user needs:
     dataset_split.csv    image folders only: every image's split, class and path
     metrics.json         test accuracy, timings, ...; written last, it marks the run finished
     backbone.weights.h5  pretrain only: the backbone for `--weights` of a later transfer run
+    lr_find.json         --lr find: each swept stage's learning rates and losses (kerastl.lr_find)
+    lr_find.png          --lr find: the sweeps drawn, the suggestions marked
     export/              after `kerastl.export`
 
 While a run trains it also holds `backup/` (what `--resume` needs, see kerastl.resume) and `.lock`
@@ -37,6 +39,8 @@ CONFIG = "config.yaml"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
 BACKBONE_WEIGHTS = "backbone.weights.h5"
+LR_FIND = "lr_find.json"  # --lr find (kerastl.lr_find)
+LR_FIND_FIGURE = "lr_find.png"
 EXPORT_DIR = "export"
 LABELS = "labels.txt"  # in the run folder and export/: one class name per line, in output order
 BACKUP = "backup"

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
-from kerastl import distribute, evaluation, history, plots, resume, runs, runtime, schedule, xla_cpu
+from kerastl import distribute, evaluation, history, lr_find, plots, resume, runs, runtime, schedule, xla_cpu
 from kerastl.backbones import backbone_blocks, backbone_spec
 from kerastl.config import TRANSFER_MODES
 from kerastl.data import DataInfo, fit_inputs, folders, load_data, make_splits, predict, validation_data
@@ -109,7 +109,8 @@ def fit_stage(
 ) -> StageResult:
     """Compile and fit one stage with the standard callbacks, then `callbacks`; the model ends with
     the weights of the stage's best epoch on validation. An interrupted stage continues from its
-    last finished epoch; a finished one is only restored (see kerastl.resume)."""
+    last finished epoch; a finished one is only restored (see kerastl.resume). `lr` "find" sweeps
+    for the rate first (kerastl.lr_find), and `config` (and config.yaml) then holds the rate used."""
     stage_dir = run_dir / runs.BACKUP / stage
     state = resume.read_state(stage_dir)
     if state.finished:
@@ -123,6 +124,11 @@ def fit_stage(
     steps_per_epoch = -(-len(x_train) * passes // config["batch_size"])
     steps = epochs * steps_per_epoch
     min_epochs = schedule.min_epochs(config, stage, steps_per_epoch, epochs)  # its min_steps, early stopping or not
+    if lr == lr_find.FIND:
+        lr = lr_find.find_for_stage(
+            model, stage, x_train, splits.y_train, config, run_dir, lambda rate: _optimizer(rate, config["weight_decay"]),
+            training_loss(config["label_smoothing"]), runtime.jit_setting(config["jit_compile"], has_accelerator), log,
+        )
     _compile(model, learning_rate(lr, config["lr_schedule"], steps), config, has_accelerator)
     train = fit_inputs(x_train, splits.y_train, config["batch_size"], shuffle=True, seed=config["seed"], passes=passes)
     standard = standard_callbacks(stage_dir, run_dir, has_val, config["patience"], config["lr_schedule"] != "constant", min_epochs)
@@ -315,6 +321,8 @@ def train(
             log(f"figures: not drawn ({first_line(exc)})")
     metrics = _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy, epochs)
     metrics["schedule"] = sized.summary()
+    if lr_find.read_sweeps(run_dir):
+        metrics["lr_find"] = lr_find.summaries(run_dir)
     metrics.update(classes=data.num_classes, image_shape=list(data.image_shape))
     if folder is not None and folder.skipped:
         metrics["skipped_images"] = len(folder.skipped)
