@@ -61,6 +61,7 @@ class LRSweep:
     stage: str = ""
     configured_lr: float | None = None  # the mode's configured rate, drawn for comparison
     images: int = 0  # training images the sweep drew its batches from
+    loss_name: str = "cross-entropy"  # for the figure's axis
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -218,6 +219,8 @@ def find_for_stage(model: keras.Model, stage: str, x, y, config: dict, run_dir: 
                     jit_compile=jit_compile, seed=config["seed"])
     sweep.stage = stage
     sweep.configured_lr = configured_rate(config["mode"], key)
+    if config.get("label_smoothing"):
+        sweep.loss_name = f"cross-entropy, label smoothing {config['label_smoothing']:g}"
     sweeps = {**read_sweeps(run_dir), stage: sweep}
     write_sweeps(run_dir, sweeps)
     try:  # a figure that fails to draw must not cost the run
@@ -296,7 +299,7 @@ def plot(sweeps: list[LRSweep], path: Path, title: str = "") -> None:
         high = 1.2 * max(sweep.smoothed[: len(sweep.smoothed) // 2 + 1])  # the starting plateau, and a little above it
         ax.set_ylim(low - 0.05 * (high - low + 1e-9), high + 0.15 * (high - low + 1e-9))
         ax.set_xlabel("learning rate (log scale)")
-        ax.set_ylabel("training loss (cross-entropy)")
+        ax.set_ylabel(f"training loss ({sweep.loss_name})")
         ended = "stopped: loss diverged" if sweep.diverged else "no divergence"
         ax.set_title(f"stage {sweep.stage or 'train'}: {len(sweep.lrs)} steps of {sweep.batch_size} images ({ended})")
         ax.legend(loc="upper left", fontsize=9)

@@ -10,6 +10,7 @@ import pytest
 import kerastl
 from kerastl import fit, lr_find, runs
 from kerastl.cli import run_cli
+from kerastl.config import OPTIONS, resolve_run_config
 from kerastl.models import build_cnn
 
 QUIET = lambda _: None  # noqa: E731
@@ -65,10 +66,11 @@ def test_the_valley_suggestion_on_a_known_curve():
     assert lr_find.smooth([1.0, 2.0, 3.0, 10.0], window=3) == [1.5, 2.0, 5.0, 6.5]
 
 
-def test_fit_lr_find_sweeps_both_finetune_stages_and_trains_with_the_rates(tmp_path, monkeypatch):
+def test_fit_lr_find_sweeps_both_stages_and_trains_with_the_rates(tmp_path, monkeypatch):
     monkeypatch.setattr(lr_find, "STEPS", 40)
     lines = []
-    run = kerastl.run("finetune", lr="find", img_size=32, head_epochs=1, epochs=1, batch_size=32,
+    # partial with one block unfrozen: the two stages of finetune, at a fraction of the backward pass
+    run = kerastl.run("partial", unfreeze=1, lr="find", img_size=32, head_epochs=1, epochs=1, batch_size=32,
                       output_dir=str(tmp_path), run_name="ft", log=lines.append, **TINY)
     recorded = runs.read_config(run.folder)
     sweeps = run.metrics["lr_find"]
@@ -91,11 +93,15 @@ def test_feature_mode_sweeps_the_head_on_its_features(tmp_path, monkeypatch):
     assert runs.read_config(run.folder)["lr"] == run.metrics["lr_find"]["head"]["suggestion"]
 
 
-def test_finetune_lr_alone_sweeps_only_the_finetune_stage(tmp_path, monkeypatch):
-    monkeypatch.setattr(lr_find, "STEPS", 40)
-    run = kerastl.run("finetune", finetune_lr="find", lr=0.01, img_size=32, head_epochs=1, epochs=1, batch_size=32,
-                      output_dir=str(tmp_path), run_name="ft", log=QUIET, **TINY)
-    assert set(run.metrics["lr_find"]) == {"finetune"} and runs.read_config(run.folder)["lr"] == 0.01
+@pytest.mark.parametrize(("options", "rates"), [
+    ({"lr": "find"}, ("find", "find")),  # --lr find sweeps every stage...
+    ({"lr": "find", "finetune_lr": 1e-4}, ("find", 1e-4)),  # ...unless the fine-tuning rate is given
+    ({"finetune_lr": "find", "lr": 0.01}, (0.01, "find")),  # only the fine-tuning stage sweeps
+    ({}, (0.003, 0.0003)),  # the config's rates
+])
+def test_which_stages_sweep(options, rates):
+    config = resolve_run_config("finetune", None, {**{k: None for k in OPTIONS}, **options}, accelerator=False)
+    assert (config["lr"], config["finetune_lr"]) == rates
 
 
 @pytest.mark.parametrize(("argv", "message"), [

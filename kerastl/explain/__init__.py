@@ -265,7 +265,7 @@ def _check_run(folder: Path, job: Job, rows, data, log: Log) -> dict[str, Any]:
     from kerastl.explain import report
 
     best = report.best_block(rows)
-    unfreeze = max(1, report.blocks_after(rows, best))
+    unfreeze = max(1, report.advised_unfreeze(rows))
     per_class = -(-job.budget.train_images // data.info.num_classes)
     options = {"backbone": job.backbone, "dataset": job.dataset, "img_size": job.img_size, "unfreeze": unfreeze,
                "per_class": per_class, "test_limit": job.budget.test_images, "min_steps": job.budget.check_min_steps,

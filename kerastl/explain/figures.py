@@ -36,7 +36,12 @@ def probe_by_block(rows: Sequence[ProbeRow], path: Path, title: str) -> None:
     best = max(blocks, key=lambda r: (r.test_accuracy, -r.depth))
     ax.plot([best.depth], [100 * best.test_accuracy], "*", markersize=14, color=COLORS[IMAGENET], markeredgecolor="black",
             linestyle="none", label=f"best ImageNet block: {best.block} ({100 * best.test_accuracy:.1f} %)")
-    ax.set_xticks([r.depth for r in blocks], [r.block.replace("block", "b") for r in blocks], rotation=0, fontsize=8)
+    _finish_depth_plot(fig, ax, blocks, path, title)
+
+
+def _finish_depth_plot(fig, ax, blocks: Sequence[ProbeRow], path: Path, title: str) -> None:
+    """Block names along x, accuracy 0-100 % up y, the legend where it hides least; saved."""
+    ax.set_xticks([r.depth for r in blocks], [r.block.replace("block", "b") for r in blocks], fontsize=8)
     ax.set_xlabel("block the features are taken after (stem = first, top = last)")
     ax.set_ylabel("linear-probe test accuracy (%)")
     ax.set_ylim(0, 100)
@@ -46,32 +51,38 @@ def probe_by_block(rows: Sequence[ProbeRow], path: Path, title: str) -> None:
     _save(fig, path)
 
 
-def _tile(kernel: np.ndarray) -> np.ndarray:
-    """One filter [k, k, channels] scaled to [0, 1] for display (grey when it has one channel)."""
-    low, high = kernel.min(), kernel.max()
-    shown = (kernel - low) / (high - low + 1e-12)
-    return shown if shown.shape[-1] == 3 else shown[..., 0]
+def _montage(kernel: np.ndarray, columns: int = 8) -> np.ndarray:
+    """Filters [k, k, channels, n] side by side in an RGB grid [h, w, 3], each scaled to [0, 1] on its
+    own (one channel shown as grey), with a one-pixel light-blue border that no weight can be."""
+    k, _, channels, n = kernel.shape
+    rows = -(-n // columns)
+    grid = np.empty((rows * (k + 1) + 1, columns * (k + 1) + 1, 3), "float32")
+    grid[...] = (0.7, 0.8, 1.0)
+    for i in range(n):
+        f = kernel[..., i]
+        f = (f - f.min()) / (f.max() - f.min() + 1e-12)
+        top, left = 1 + (i // columns) * (k + 1), 1 + (i % columns) * (k + 1)
+        grid[top : top + k, left : left + k] = f if channels == 3 else f[..., :1]
+    return grid
 
 
-def filters(kernels: dict[str, np.ndarray], layer: str, path: Path, title: str, shown: int = 32) -> None:
-    """The first convolution's filters, one panel per set of weights, each filter scaled on its own."""
+def filters(kernels: dict[str, np.ndarray], layer: str, path: Path, title: str) -> None:
+    """The first convolution's filters, one column per set of weights: as the RGB filters they are,
+    and as a grey image sees them (the sum over the three colour channels, since a grey digit is
+    tiled to R = G = B). Each filter is scaled to its own range."""
     plt = _pyplot()
-    columns = 8
-    rows = -(-min(shown, next(iter(kernels.values())).shape[-1]) // columns)
-    fig = plt.figure(figsize=(4.2 * len(kernels), 0.5 * rows + 0.9))
-    grids = fig.add_gridspec(1, len(kernels), wspace=0.15)
-    for g, (weights, kernel) in enumerate(kernels.items()):
-        inner = grids[g].subgridspec(rows, columns, wspace=0.08, hspace=0.08)
-        for i in range(rows * columns):
-            ax = fig.add_subplot(inner[i // columns, i % columns])
-            ax.axis("off")
-            if i < min(shown, kernel.shape[-1]):
-                ax.imshow(_tile(kernel[..., i]), cmap="gray", interpolation="nearest")
-            if i == columns // 2:
-                ax.set_title(WEIGHT_LABELS[weights].replace(", batch norm re-estimated", ""), fontsize=10, loc="center", x=0)
-    k = next(iter(kernels.values())).shape
-    fig.suptitle(f"{title}\nfirst convolution ({layer}): {min(shown, k[-1])} of its {k[-1]} filters, "
-                 f"{k[0]}x{k[1]} pixels x {k[2]} colour channels, each scaled to its own range", y=1.02)
+    shape = next(iter(kernels.values())).shape
+    fig, axes = plt.subplots(2, len(kernels), figsize=(3.9 * len(kernels) + 0.6, 5.2), squeeze=False, layout="constrained")
+    for col, (weights, kernel) in enumerate(kernels.items()):
+        grey = kernel.sum(axis=2, keepdims=True)
+        for row, (shown, view) in enumerate(((kernel, "as RGB filters"), (grey, "on a grey image (R + G + B)"))):
+            ax = axes[row, col]
+            ax.imshow(_montage(shown), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{WEIGHT_LABELS[weights].split(',')[0]}\n{view}", fontsize=9)
+    fig.suptitle(f"{title}\nfirst convolution ({layer}): {shape[-1]} filters of {shape[0]}x{shape[1]} pixels x {shape[2]} "
+                 "colour channels,\neach scaled from its own lowest (black) to its highest weight (white)")
     _save(fig, path)
 
 
@@ -170,3 +181,16 @@ def saliency(images: np.ndarray, maps: np.ndarray, y_true: np.ndarray, y_pred: n
         bar.set_label("drop in the predicted class's log-odds\nwhen a patch covers the pixel")
     fig.suptitle(f"{title}\n{mistakes} most confident mistakes (red titles), then {len(images) - mistakes} correct images")
     _save(fig, path)
+
+
+def probe_by_dataset(lines: dict[str, Sequence[ProbeRow]], path: Path, title: str) -> None:
+    """Several targets in one figure: ImageNet (solid) and random (dotted) probe accuracy per block,
+    one colour per dataset."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 5.2))
+    for k, (dataset, rows) in enumerate(lines.items()):
+        for weights, style in ((IMAGENET, "-o"), (RANDOM, ":s")):
+            line = [r for r in rows if r.weights == weights]
+            ax.plot([r.depth for r in line], [100 * r.test_accuracy for r in line], style, markersize=4, color=f"C{k}",
+                    label=f"{dataset}: {WEIGHT_LABELS[weights]}")
+    _finish_depth_plot(fig, ax, [r for r in next(iter(lines.values())) if r.weights == IMAGENET], path, title)

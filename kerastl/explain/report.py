@@ -4,6 +4,7 @@ by hand."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,10 +27,28 @@ def blocks_after(rows: Sequence[ProbeRow], block: ProbeRow) -> int:
     return sum(1 for r in _line(rows, IMAGENET) if r.depth > block.depth)
 
 
+def sampling_noise(a: ProbeRow, b: ProbeRow) -> float:
+    """Twice the test-set sampling error of the difference of two accuracies (as the comparison's
+    report judges a difference): below it, the two are level."""
+    variance = a.test_accuracy * (1 - a.test_accuracy) + b.test_accuracy * (1 - b.test_accuracy)
+    return 2 * math.sqrt(variance / a.test_images)
+
+
+def advised_unfreeze(rows: Sequence[ProbeRow]) -> int:
+    """The blocks after the best one, if the top has really lost accuracy to them (beyond the
+    sampling noise); 0 if the top is level with the best: nothing needs retraining."""
+    best, top = best_block(rows), _line(rows, IMAGENET)[-1]
+    return blocks_after(rows, best) if best.test_accuracy - top.test_accuracy > sampling_noise(best, top) else 0
+
+
 def gaps(rows: Sequence[ProbeRow]) -> list[tuple[ProbeRow, ProbeRow]]:
     """(ImageNet row, random row) at every depth both were probed."""
     random = {r.depth: r for r in _line(rows, RANDOM)}
     return [(r, random[r.depth]) for r in _line(rows, IMAGENET) if r.depth in random]
+
+
+def _blocks(n: int) -> str:
+    return f"{n} block" if n == 1 else f"{n} blocks"
 
 
 def pct(value: float) -> str:
@@ -45,7 +64,7 @@ def findings(rows: Sequence[ProbeRow], dataset: str) -> list[str]:
     `--unfreeze`, and (where present) the fine-tuned weights and the raw-pixel baseline."""
     imagenet = _line(rows, IMAGENET)
     best, top, stem = best_block(rows), imagenet[-1], imagenet[0]
-    n, after = best.test_images, blocks_after(rows, best)
+    n, after = best.test_images, advised_unfreeze(rows)
     out = [
         f"ImageNet features serve {dataset} best after {best.block} (block {best.depth} of {len(imagenet)}, stem first): a linear probe "
         f"on its {best.width} pooled features scores {pct(best.test_accuracy)} on {n:,} test images "
@@ -64,14 +83,16 @@ def findings(rows: Sequence[ProbeRow], dataset: str) -> list[str]:
         )
     if after:
         out.append(
-            f"The {after} block(s) after {best.block} specialise to ImageNet and lose {pp(top.test_accuracy - best.test_accuracy)[1:]} "
+            f"The {_blocks(after)} after {best.block} specialise to ImageNet and lose {pp(top.test_accuracy - best.test_accuracy)[1:]} "
             f"of linear accuracy on {dataset}: `--mode partial --unfreeze {after}` retrains exactly them and keeps the "
             f"{len(imagenet) - after} blocks up to {best.block}, which transfer, frozen."
         )
     else:
         out.append(
-            f"ImageNet features improve up to the top: the whole frozen backbone transfers to {dataset}, so `--mode feature` "
-            "(or `--mode partial --unfreeze 1`, the top block only) is the natural start."
+            f"ImageNet features hold up to the top ({pct(top.test_accuracy)} against {pct(best.test_accuracy)} after {best.block}, "
+            f"level within the {100 * sampling_noise(best, top):.1f} pp sampling noise of {n:,} test images): the whole frozen "
+            f"backbone transfers to {dataset}, so `--mode feature` (or `--mode partial --unfreeze 1`, the top block only) "
+            "is the natural start."
         )
     tuned = _line(rows, FINE_TUNED)
     if tuned:
@@ -85,6 +106,21 @@ def findings(rows: Sequence[ProbeRow], dataset: str) -> list[str]:
     if pixels:
         out.append(f"For scale: the same probe on the raw pixels scores {pct(pixels.test_accuracy)}.")
     return out
+
+
+def check_sentence(rows: Sequence[ProbeRow], check: dict[str, Any]) -> str:
+    """What the short partial run showed, against the frozen features at the best block and at the top."""
+    best, top = best_block(rows), _line(rows, IMAGENET)[-1]
+    text = (f"Check: `{check['command']}` reached {pct(check['test_accuracy'])} on the same {check['test_images']:,} test images "
+            f"in {check['seconds']:.0f} s ({check['train_images']:,} training images, {check['steps']:,} optimiser steps), against "
+            f"{pct(best.test_accuracy)} for the linear probe on the frozen {best.block} features and {pct(top.test_accuracy)} on the frozen top.")
+    lost = best.test_accuracy - top.test_accuracy
+    if lost > 0:
+        share = (check["test_accuracy"] - top.test_accuracy) / lost
+        text += (f" Retraining the {_blocks(check['unfreeze'])} won back {100 * share:.0f} % of the {pp(lost)[1:]} the frozen "
+                 f"top had lost" + (f", and more: it beat the probe at {best.block}." if share > 1 else
+                                    f"; the frozen {best.block} features read linearly still did better." if share < 1 else "."))
+    return text
 
 
 def probe_table(rows: Sequence[ProbeRow]) -> list[str]:
@@ -132,10 +168,7 @@ def build(folder: Path, rows: Sequence[ProbeRow], facts: dict[str, Any], figures
     lines += ["## What the probe says", "", *[f"- {s}" for s in findings(rows, dataset)]]
     check = facts.get("check")
     if check:
-        lines += [f"- Check: `{check['command']}` reached {pct(check['test_accuracy'])} on the same {check['test_images']:,} "
-                  f"test images in {check['seconds']:.0f} s ({check['train_images']:,} training images, {check['steps']:,} optimiser "
-                  f"steps), against {pct(check['probe_accuracy'])} for the linear probe on the frozen {check['block']} features"
-                  + (f" and {pct(facts['run_accuracy'])} for the run explained" if facts.get("run") else "") + "."]
+        lines += [f"- {check_sentence(rows, check)}" + (f" The run explained scored {pct(facts['run_accuracy'])}." if facts.get("run") else "")]
     lines += ["", "## A linear probe after every block", "",
               "Each block's output is global-average-pooled, standardised and read by a multinomial logistic regression "
               "(scikit-learn) trained on the training images above. Random weights had their batch-norm statistics "
@@ -145,10 +178,10 @@ def build(folder: Path, rows: Sequence[ProbeRow], facts: dict[str, Any], figures
               "passed, the blocks `--unfreeze N` counts from the top.", "", *probe_table(rows), ""]
     captions = {
         "probe": "Linear-probe accuracy after every block, per set of weights.",
-        "filters": "The first convolution's filters: ImageNet's are edge and colour detectors; random ones are noise.",
+        "filters": "The first convolution's filters, ImageNet's next to random ones, as RGB and as a grey image sees them.",
         "feature_maps": "What the backbone sees: one test image's most active channels at four depths.",
         "embedding": "Test images mapped to 2-D, coloured by class; each panel titled with its linear-probe accuracy.",
-        "saliency": "Occlusion sensitivity: where covering the image lowers the predicted class's probability.",
+        "saliency": "Occlusion sensitivity: where covering the image lowers the model's confidence (log-odds) in its prediction.",
     }
     lines += ["## Figures", ""]
     for key, name in figures.items():
