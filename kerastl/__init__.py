@@ -8,6 +8,8 @@ From Python (a notebook):
     kerastl.export_run(run, quantize=["int8"])       # `python -m kerastl.export`
     kerastl.predict(run, ["digit.png"])              # `python -m kerastl.predict`
     kerastl.compare(per_class=[10, 100])             # `python -m kerastl.compare`
+    kerastl.explain(run)                             # why transfer works: `python -m kerastl.explain`
+    kerastl.lr_find(model, x, y).suggestion          # a learning rate from a sweep (`fit --lr find`)
 
 Mistakes raise kerastl.UserError, with a message that says what to do.
 """
@@ -25,10 +27,10 @@ import importlib  # noqa: E402
 
 from kerastl.errors import UserError  # noqa: E402
 
-__all__ = ["Run", "UserError", "compare", "export_run", "load_run", "predict", "run"]
+__all__ = ["Run", "UserError", "compare", "explain", "export_run", "load_run", "lr_find", "predict", "run"]
 
 _LAZY = {"run": "kerastl.api", "Run": "kerastl.runs", "load_run": "kerastl.runs", "export_run": "kerastl.export",
-         "compare": "kerastl.study"}
+         "compare": "kerastl.study", "explain": "kerastl.explanation", "lr_find": "kerastl.lr_finder"}
 
 
 def __getattr__(name: str):

@@ -22,6 +22,7 @@ from kerastl.errors import UserError
 
 MODES = ("mlp", "cnn", "feature", "finetune", "partial", "pretrain")
 TRANSFER_MODES = ("feature", "finetune", "partial", "pretrain")
+FIND = "find"  # the learning rate a sweep picks (kerastl.lr_finder)
 CONFIG_DIR: Traversable = resources.files("kerastl") / "configs"
 
 
@@ -35,6 +36,11 @@ def _fraction(v):
 
 def _one_of(*choices) -> Callable[[Any], bool]:
     return lambda v: v in choices
+
+
+def _rate(v):
+    """A positive learning rate, or "find": a sweep picks one first (kerastl.lr_find)."""
+    return v == FIND if isinstance(v, str) else v > 0
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,10 @@ SCHEMA: dict[str, Key] = {
     "epochs": Key((int,), _positive, 10, "epochs (finetune/partial: of the fine-tuning stage)"),
     "head_epochs": Key((int,), _positive, 1, "finetune/partial: epochs of the head-only stage"),
     "batch_size": Key((int,), _positive, 128, "images per optimiser step"),
-    "lr": Key((int, float), _positive, 1e-3, "learning rate (finetune/partial: of the head stage)"),
-    "finetune_lr": Key((int, float), _positive, None, "learning rate of the fine-tuning stage (default: the config's, lr/10 if it sets none)"),
+    "lr": Key((int, float, str), _rate, 1e-3, "learning rate (finetune/partial: of the head stage), or find: a sweep "
+              "picks it before each stage that trains (kerastl.lr_find)"),
+    "finetune_lr": Key((int, float, str), _rate, None, "learning rate of the fine-tuning stage, or find (default: the "
+                       "config's, lr/10 if it sets none; find with --lr find)"),
     "lr_schedule": Key((str,), _one_of("constant", "cosine"), "constant", "constant, or cosine decay after a 10 % warm-up"),
     "weight_decay": Key((int, float), lambda v: v >= 0, 0.0, "AdamW weight decay", option=False),
     "limit": Key((int,), _positive, None, "train on a seeded subset of N training images"),
@@ -161,8 +169,10 @@ def resolve(mode: str, config_path: str | Path | None, overrides: dict[str, Any]
     config["mode"] = mode
     config["given"] = sorted(given - {"mode", "cpu", "given"})
     config.pop("cpu", None)
+    if config["lr"] == "find" and "lr" in flags and "finetune_lr" not in flags:
+        config["finetune_lr"] = "find"  # --lr find sweeps every stage, unless --finetune-lr is given
     if config["finetune_lr"] is None:
-        config["finetune_lr"] = config["lr"] / 10
+        config["finetune_lr"] = "find" if config["lr"] == "find" else config["lr"] / 10
     return config
 
 

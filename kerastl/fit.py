@@ -16,6 +16,15 @@ from kerastl.config import MODES, OPTIONS, SCHEMA
 PROG = "kerastl.fit"
 
 
+def number_or_word(text: str) -> float | str:
+    """A flag that takes a number or a word (`--lr 3e-4`, `--lr find`): the schema's check decides
+    which words it allows."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def build_parser() -> OneLineParser:
     """`--mode`, `--config`, `--resume`, and one flag per option of kerastl.config.SCHEMA (the
     keywords of `kerastl.run`), with its meaning as the help."""
@@ -31,8 +40,10 @@ def build_parser() -> OneLineParser:
         if key.types == (bool,):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meaning)
         else:
-            kind = int if key.types == (int,) else float if float in key.types else str
-            p.add_argument(flag, type=kind, metavar={int: "N", float: "X"}.get(kind, name.split("_")[-1].upper()), help=meaning)
+            kind = (int if key.types == (int,) else number_or_word if str in key.types and float in key.types
+                    else float if float in key.types else str)
+            metavar = {int: "N", float: "X", number_or_word: "X"}.get(kind, name.split("_")[-1].upper())
+            p.add_argument(flag, type=kind, metavar=metavar, help=meaning)
     return p
 
 

@@ -14,6 +14,8 @@ A finished run folder holds only what a user needs (every name is declared here,
     confusion.png         the test confusion matrix
     metrics.json          test accuracy, timings, the schedule, ...; written last, it marks the run finished
     backbone.weights.h5   pretrain only: the backbone for `--weights` of a later transfer run
+    lr_find.json          --lr find: each swept stage's learning rates and losses (kerastl.lr_finder)
+    lr_find.png           --lr find: the sweeps drawn, the suggestions marked
     export/               after `kerastl.export` (its files: kerastl.export)
 
 While a run trains it also holds `backup/` (what `--resume` needs, see kerastl.resume) and `.lock`
@@ -46,6 +48,8 @@ SPLIT_FILE = "dataset_split.csv"
 PREDICTIONS = "test_predictions.npz"
 CURVES = "curves.png"
 CONFUSION = "confusion.png"
+LR_FIND = "lr_find.json"  # --lr find (kerastl.lr_finder)
+LR_FIND_FIGURE = "lr_find.png"
 EXPORT_DIR = "export"
 LABELS = "labels.txt"  # in the run folder and export/: one class name per line, in output order
 TENSORBOARD = "tensorboard"  # --tensorboard: one folder of logs per stage

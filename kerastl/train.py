@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
-from kerastl import distribute, evaluation, history, resume, runs, runtime, schedule, xla_cpu
+from kerastl import distribute, evaluation, history, lr_finder, resume, runs, runtime, schedule, xla_cpu
 from kerastl.backbones import unfreeze
 from kerastl.config import TRANSFER_MODES
 from kerastl.data import DataInfo, fit_inputs, folders, load_data, make_splits, predict, validation_data
@@ -117,7 +117,8 @@ def fit_stage(job: Job, model: keras.Model, stage: str, epochs: int, lr: float, 
     """Compile and fit one stage with the standard callbacks, then the job's; the model ends with
     the weights of the stage's best epoch on validation. An interrupted stage continues from its
     last finished epoch; a finished one is only restored (see kerastl.resume). `x_train`, `x_val`:
-    other inputs for the split's labels (feature mode's features)."""
+    other inputs for the split's labels (feature mode's features). `lr` "find" sweeps
+    for the rate first (kerastl.lr_finder); the job's config (and config.yaml) then holds the rate used."""
     config, run_dir, splits, log = job.config, job.run_dir, job.splits, job.log
     stage_dir = run_dir / runs.BACKUP / stage
     state = resume.read_state(stage_dir)
@@ -132,6 +133,11 @@ def fit_stage(job: Job, model: keras.Model, stage: str, epochs: int, lr: float, 
     steps_per_epoch = -(-len(x_train) * passes // config["batch_size"])
     steps = epochs * steps_per_epoch
     min_epochs = schedule.min_epochs(config, stage, steps_per_epoch, epochs)  # its min_steps, early stopping or not
+    if lr == lr_finder.FIND:
+        lr = lr_finder.find_for_stage(
+            model, stage, x_train, splits.y_train, config, run_dir, lambda rate: _optimizer(rate, config["weight_decay"]),
+            training_loss(config["label_smoothing"]), runtime.jit_setting(config["jit_compile"], job.has_accelerator), log,
+        )
     _compile(model, learning_rate(lr, config["lr_schedule"], steps), config, job.has_accelerator)
     train = fit_inputs(x_train, splits.y_train, config["batch_size"], shuffle=True, seed=config["seed"], passes=passes)
     standard = standard_callbacks(stage_dir, run_dir, has_val, config["patience"], config["lr_schedule"] != "constant", min_epochs)
@@ -280,6 +286,8 @@ def train(
     epochs = history.read_history(run_dir / runs.HISTORY)
     metrics = _metrics(config, splits, stages, model, backbone, test_loss, test_accuracy, policy, epochs)
     metrics.update(schedule=sized.summary(), classes=data.num_classes, image_shape=list(data.image_shape))
+    if lr_finder.read_sweeps(run_dir):
+        metrics["lr_find"] = lr_finder.summaries(run_dir)
     if folder is not None and folder.skipped:
         metrics["skipped_images"] = len(folder.skipped)
     metrics["wall_seconds"] = round(time.perf_counter() - wall_start, 3)

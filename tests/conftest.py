@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import kerastl  # noqa: F401  first: it sets OMP_WAIT_POLICY before a test module's `import keras` starts PyTorch
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

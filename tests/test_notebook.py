@@ -43,11 +43,12 @@ def allowed_keywords() -> dict[str, set[str]]:
         "export_run": set(inspect.signature(kerastl.export_run).parameters),
         "predict": set(inspect.signature(predict).parameters),
         "load_run": set(inspect.signature(kerastl.load_run).parameters),
+        "explain": set(inspect.signature(kerastl.explain).parameters),
     }
 
 
 def api_problems(sources: list[str]) -> list[str]:
-    """Every keyword given to kerastl.run / export_run / predict / load_run (directly or through a
+    """Every keyword given to kerastl.run / export_run / predict / load_run / explain (directly or through a
     `**NAME` of a dict built in the notebook) that the function does not take, every `kerastl.X`
     that does not exist, and every `from kerastl... import X` that does not resolve."""
     trees = [ast.parse(source) for source in sources]

@@ -32,17 +32,19 @@ class Study:
 def compare(
     contenders: Sequence[str] | None = None, per_class: Sequence[int | str] | None = None, seeds: int | None = None,
     budget: str | None = None, output_dir: str | Path | None = None, fresh: bool = False, test_limit: int | None = None,
-    max_epochs: int | None = None, log: Callable[[str], None] = print, command: str | None = None,
+    max_epochs: int | None = None, explain: bool = True, log: Callable[[str], None] = print, command: str | None = None,
 ) -> Study:
     """Train the contenders (default: all) at `per_class` labelled images per class (numbers and/or
     "all"; default: the budget's), on the same splits, and write the study folder with its report;
     returns the Study. A rerun with the same settings continues an unfinished study, reusing its
     finished runs (`fresh=True` starts over). `budget`: "quick" (default without a GPU) or "full".
+    `explain` adds the report's "Why" section: a probe of every block of the ImageNet backbone
+    (kerastl.explain, quick budget; about 3 minutes on 2 CPU cores, done once per study folder).
     Raises UserError for bad arguments, kerastl.study.runner.StudyInterrupted on Ctrl-C."""
     from kerastl import runtime
     from kerastl.files import atomic_write_text
     from kerastl.study import folder as study_folder
-    from kerastl.study import plan, report, results, runner
+    from kerastl.study import plan, report, results, runner, why
 
     names = plan.check_contenders(list(contenders or plan.CONTENDERS))
     sizes = plan.parse_sizes([str(s) for s in per_class]) if per_class else None
@@ -73,7 +75,7 @@ def compare(
         "reductions": plan.reductions(chosen, names, sizes, seeds, test_limit, max_epochs, imagenet, domain),
         "imagenet_backbone": {**imagenet, "label": results.BACKBONE_NAMES.get(imagenet["backbone"], imagenet["backbone"])},
         "domain_backbone": {**domain, "label": results.BACKBONE_NAMES.get(domain["backbone"], domain["backbone"])},
-        "command": command or _as_command(contenders, per_class, seeds, budget, output_dir, test_limit, max_epochs),
+        "command": command or _as_command(contenders, per_class, seeds, budget, output_dir, test_limit, max_epochs, explain),
     }
     atomic_write_text(study_dir / study_folder.STUDY, json.dumps(study, indent=1) + "\n")
     log(f"{'continuing' if continuing else 'starting'} study {study_dir}: {len(specs)} runs, budget {chosen.name}, "
@@ -86,13 +88,15 @@ def compare(
         raise
     rows = results.collect(specs, study_dir, outcomes)
     results.write(study_dir, study, rows)
+    if explain:
+        why.explain_backbone(study_dir, study, log)
     path = report.build(study_dir, study["command"], log=log)
     reused = sum(1 for o in outcomes.values() if o.status == "reused")
     log(f"{len(rows)} runs ({reused} reused, {sum(r['status'] != 'ok' for r in rows)} failed); report: {path}")
     return Study(study_dir, rows, path)
 
 
-def _as_command(contenders, per_class, seeds, budget, output_dir, test_limit, max_epochs) -> str:
+def _as_command(contenders, per_class, seeds, budget, output_dir, test_limit, max_epochs, explain) -> str:
     """The `python -m kerastl.compare` line that reruns (continues) a study started from Python."""
     words = ["python", "-m", "kerastl.compare"]
     for flag, value in (("--contenders", contenders), ("--per-class", per_class)):
@@ -100,7 +104,7 @@ def _as_command(contenders, per_class, seeds, budget, output_dir, test_limit, ma
     for flag, value in (("--seeds", seeds), ("--budget", budget), ("--output-dir", output_dir),
                         ("--test-limit", test_limit), ("--max-epochs", max_epochs)):
         words += [flag, str(value)] if value is not None else []
-    return shlex.join(words)
+    return shlex.join(words + ([] if explain else ["--no-explain"]))
 
 
 def _check_numbers(seeds, test_limit, max_epochs) -> None:

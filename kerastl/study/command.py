@@ -27,6 +27,8 @@ def parse_args(argv=None):
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing finished runs")
     p.add_argument("--test-limit", type=int, help="score only the first N test images in every run (smoke tests)")
     p.add_argument("--max-epochs", type=int, help="no stage trains more than N epochs (smoke tests)")
+    p.add_argument("--no-explain", action="store_true", help="leave out the report's Why section (a probe of every block "
+                   "of the ImageNet backbone, about 3 minutes on 2 CPU cores)")
     return p.parse_args(argv)
 
 
@@ -40,7 +42,7 @@ def main(argv=None) -> int:
     command = shlex.join(["python", "-m", PROG, *argv])
     try:
         study = compare(contenders, args.per_class, args.seeds, args.budget, args.output_dir, args.fresh, args.test_limit,
-                        args.max_epochs, log=lambda line: print(f"{PROG}: {line}", flush=True), command=command)
+                        args.max_epochs, explain=not args.no_explain, log=lambda line: print(f"{PROG}: {line}", flush=True), command=command)
     except StudyInterrupted as exc:
         print(f"\n{PROG}: interrupted during run {exc}; finished runs are kept. Continue with: {command}"
               + ("" if args.output_dir else f" --output-dir {exc.study_dir}"), file=sys.stderr)

@@ -13,6 +13,7 @@ from kerastl.config import TRANSFER_MODES
 from kerastl.schedule import SMALL_DATA_IMAGES
 from kerastl.files import atomic_write_text
 from kerastl.study import results as results_module
+from kerastl.study import why
 from kerastl.study.plan import ALL, CONTENDERS, FASHION_PRETRAIN, LESSON
 
 REPORT = "report.md"
@@ -351,6 +352,7 @@ def build(study_dir: Path, command: str, log=print) -> Path:
     lines += ["## The lesson's table, measured", ""] + lesson_table(rows) + [""]
     lines += ["## Data efficiency", ""] + data_efficiency_lines(rows) + [""]
     lines += ["## What the numbers show", ""] + ([f"- {s}" for s in findings(rows)] or ["No run finished."]) + [""]
+    lines += why.section(study_dir)  # from why/probe.csv, when the study explained its ImageNet backbone
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{r['run']}`: {r['reason']}" for r in failed] + [""]
     captions = {

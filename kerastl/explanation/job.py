@@ -1,0 +1,169 @@
+"""What one `explain` looks at: the backbone, its input size, the data, the budget and, given a run,
+that run's model. Every mistake a user can make is a one-line UserError here, before anything is
+computed or written."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from kerastl import runs
+from kerastl.errors import UserError
+
+Log = Callable[[str], None]
+TRANSFER_RUN_MODES = ("feature", "finetune", "partial")  # runs whose model holds a backbone to explain
+DEFAULT_BACKBONE = "efficientnet_lite0"
+DEFAULT_ROOT = "saved_models"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much the explanation measures; quick fits in a few minutes on a 2-core CPU."""
+
+    name: str
+    train_images: int  # the probe's labelled training images, balanced over the classes
+    test_images: int  # the first N test images: probe accuracy, embeddings, saliency
+    img_size: int  # input size when no run decides it: deep blocks still have a 2x2 map at 64 px
+    embedding_images: int  # test images in the embedding maps (t-SNE costs most)
+    mistakes: int  # saliency: the most confident mistakes shown
+    correct: int  # saliency: correct images shown
+    check_min_steps: int  # optimiser steps a stage of the partial check run takes at least (0: no check)
+
+
+BUDGETS = {
+    "quick": Budget("quick", 1000, 2000, 64, 1000, 6, 4, 300),
+    "full": Budget("full", 5000, 10000, 96, 2000, 12, 6, 1200),
+}
+
+
+@dataclass
+class Job:
+    backbone: str
+    img_size: int
+    dataset: str
+    budget: Budget
+    output_dir: Path
+    run: runs.Run | None = None  # a transfer run to explain, its fine-tuned backbone the third contender
+    seed: int = 0
+    data_dir: str | None = None
+
+    @property
+    def fine_tuned(self) -> bool:
+        """Whether the run changed the backbone (a feature-mode run kept ImageNet's weights)."""
+        return self.run is not None and self.run.config["mode"] in ("finetune", "partial")
+
+
+def resolve(run_dir=None, backbone: str | None = None, dataset: str | None = None, budget: str | Budget = "quick",
+            output_dir: str | Path | None = None, train_images: int | None = None, test_images: int | None = None) -> Job:
+    """The job, checked: an unknown backbone, a folder that is not a transfer run, a budget name
+    that does not exist or numbers below 1 are UserErrors (the budget against the data: `load_data`)."""
+    from kerastl.backbones import backbone_spec, hub
+
+    chosen = _budget(budget, train_images, test_images)
+    run = None
+    if run_dir is not None:
+        run = _transfer_run(run_dir)
+        for flag, value, recorded in (("--backbone", backbone, run.config["backbone"]), ("--dataset", dataset, run.config["dataset"])):
+            if value is not None and value != recorded:
+                raise UserError(f"{flag} {value}: the run {run.folder} decides it ({recorded}); drop {flag}, or leave out the run")
+        backbone, dataset = run.config["backbone"], run.config["dataset"]
+        img_size = int(run.metrics.get("img_size") or run.config["img_size"])
+    else:
+        backbone, dataset = backbone or DEFAULT_BACKBONE, dataset or "mnist"
+        img_size = chosen.img_size
+    backbone_spec(backbone)  # an unknown name is a UserError
+    if hub.is_hub(backbone):
+        hub.keras_hub()  # installed
+    from kerastl.data import DATASETS, folders
+
+    if dataset not in DATASETS and not folders.is_folder_dataset(dataset):
+        raise UserError(f"--dataset {dataset}: expected mnist, fashion_mnist or a folder of images")
+    if dataset not in DATASETS and not Path(dataset).expanduser().is_dir():
+        raise UserError(f"--dataset {dataset}: no such folder (expected one subfolder of images per class)")
+    folder = _output_folder(output_dir, dataset)
+    return Job(backbone, img_size, dataset, chosen, folder, run, seed=int(run.config.get("seed", 0)) if run else 0,
+               data_dir=run.config.get("data_dir") if run else None)
+
+
+def _budget(budget: str | Budget, train_images: int | None, test_images: int | None) -> Budget:
+    if isinstance(budget, Budget):
+        chosen = budget
+    elif budget in BUDGETS:
+        chosen = BUDGETS[budget]
+    else:
+        raise UserError(f"--budget {budget}: choose {' or '.join(BUDGETS)}")
+    for flag, value in (("--train-images", train_images), ("--test-images", test_images)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} {value}: must be at least 1")
+    return replace(chosen, train_images=train_images or chosen.train_images, test_images=test_images or chosen.test_images)
+
+
+def _transfer_run(run_dir) -> runs.Run:
+    folder = Path(run_dir).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"no run folder {folder}")
+    if not runs.is_complete(folder) or not (folder / runs.MODEL).is_file():
+        raise UserError(f"{folder} is not a finished kerastl run (it lacks {runs.METRICS} or {runs.MODEL})")
+    run = runs.load_run(folder)
+    if run.config["mode"] not in TRANSFER_RUN_MODES:
+        raise UserError(f"{folder} is a {run.config['mode']} run, not a transfer run ({', '.join(TRANSFER_RUN_MODES)}): "
+                        "it has no pretrained backbone to explain; leave out the run to explain a backbone on its own")
+    return run
+
+
+def _output_folder(output_dir, dataset: str) -> Path:
+    if output_dir is None:
+        return Path(DEFAULT_ROOT) / f"explain-{Path(dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = Path(output_dir).expanduser()
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UserError(f"--output-dir {folder} already exists and is not an empty folder; choose a new one")
+    return folder
+
+
+# The data --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProbeData:
+    x_train: np.ndarray  # uint8 raw pixels, the probe's balanced training images
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    info: Any  # kerastl.data.DataInfo
+
+
+def load_data(job: Job, log: Log) -> ProbeData:
+    """The probe's images: `train_images` from the training split, balanced over the classes and
+    seeded, and the first `test_images` of the test split (the run's own test images, given a run);
+    a budget larger than the data is a UserError."""
+    from kerastl.data import load_data as load_dataset
+    from kerastl.data import make_splits
+
+    config = {"dataset": job.dataset, "data_dir": job.data_dir, "image_size": None, "img_size": job.img_size,
+              "mode": "finetune", "seed": job.seed, "validation_fraction": 0.1, "max_broken_share": 0.1}
+    if job.run is not None:
+        config.update({k: job.run.config[k] for k in ("image_size", "validation_fraction", "max_broken_share") if k in job.run.config})
+    arrays, info, _ = load_dataset(config, log)
+    budget = job.budget
+    classes, counts = np.unique(arrays["y_train"], return_counts=True)
+    per_class = -(-budget.train_images // len(classes))
+    if per_class > counts.min():
+        most = int(counts.min()) * len(classes)
+        raise UserError(
+            f"the {budget.name} budget probes {budget.train_images:,} training images ({per_class} per class); "
+            f"{Path(job.dataset).name} has {int(counts.min())} in class {info.class_names[int(classes[counts.argmin()])]}: "
+            f"use --train-images {most} or fewer"
+        )
+    if budget.test_images > len(arrays["y_test"]):
+        raise UserError(f"the {budget.name} budget scores {budget.test_images:,} test images; {Path(job.dataset).name} has "
+                        f"{len(arrays['y_test']):,}: use --test-images {len(arrays['y_test'])} or fewer")
+    splits = make_splits(arrays, validation_fraction=0.0, per_class=per_class, test_limit=budget.test_images, seed=job.seed)
+    x_train, y_train = splits.x_train[: budget.train_images], splits.y_train[: budget.train_images]
+    x_test = splits.x_test
+    if hasattr(x_train, "load"):  # an image folder's files: decoded once, a bounded number
+        x_train, x_test = x_train.load(), x_test.load()
+    return ProbeData(np.asarray(x_train), np.asarray(y_train), np.asarray(x_test), np.asarray(splits.y_test), info)
