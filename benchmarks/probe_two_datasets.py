@@ -23,7 +23,7 @@ def main() -> int:
     p.add_argument("--output", default="probe_mnist_vs_fashion.png")
     args = p.parse_args()
     import kerastl
-    from kerastl.explain import figures, probe, report
+    from kerastl.explanation import figures, probe, report
 
     folders = [Path(f) for f in args.folders]
     if not folders:
