@@ -40,6 +40,14 @@ def _save(fig, path: Path) -> None:
 # One run ----------------------------------------------------------------------------------------
 
 
+def markdown_figures(captions: dict[str, str], drawn: dict[str, str]) -> list[str]:
+    """A report's "## Figures" section: each drawn figure (key -> file name) under its caption."""
+    lines = ["## Figures", ""]
+    for key, name in drawn.items():
+        lines += [captions[key], "", f"![{captions[key]}]({name})", ""]
+    return lines
+
+
 def run_curves(rows: list[dict[str, Any]], path: Path, title: str, loss_label: str = "loss (cross-entropy)") -> None:
     """Loss and accuracy per epoch, train and validation, with the stages marked above the frames."""
     plt = _pyplot()

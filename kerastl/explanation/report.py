@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from kerastl import plots
 from kerastl.explanation.probe import FINE_TUNED, IMAGENET, PIXELS, RANDOM, WEIGHT_LABELS, ProbeRow, read_csv
 
 REPORT = "report.md"
@@ -183,9 +184,7 @@ def build(folder: Path, rows: Sequence[ProbeRow], facts: dict[str, Any], figures
         "embedding": "Test images mapped to 2-D, coloured by class; each panel titled with its linear-probe accuracy.",
         "saliency": "Occlusion sensitivity: where covering the image lowers the model's confidence (log-odds) in its prediction.",
     }
-    lines += ["## Figures", ""]
-    for key, name in figures.items():
-        lines += [captions[key], "", f"![{captions[key]}]({name})", ""]
+    lines += plots.markdown_figures(captions, figures)
     lines += ["## Timings", "", "| step | seconds |", "| --- | --- |"]
     lines += [f"| {step} | {seconds:.1f} |" for step, seconds in facts["timings"].items()]
     lines += ["", f"Every number above is read from `probe.csv` (the probe) and the check run's `metrics.json`; "

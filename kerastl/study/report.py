@@ -362,9 +362,7 @@ def build(study_dir: Path, command: str, log=print) -> Path:
         "confusion": "Confusion matrix of the best model on the largest data size (each row sums to 100 %).",
         "mistakes": "The best model's most confident mistakes on the test set.",
     }
-    lines += ["## Figures", ""]
-    for key, name in drawn.items():
-        lines += [f"{captions[key]}", "", f"![{captions[key]}]({name})", ""]
+    lines += plots.markdown_figures(captions, drawn)
     lines += [
         "## Machine",
         "",
