@@ -194,7 +194,7 @@ def test_rgb_pictures_in_mediapipe_give_what_predict_gives(app_export, mnist):
 def test_a_grey_folder_model_gives_a_colour_picture_the_class_predict_gives(tmp_path):
     """Trained on a folder of grey pictures: `predict` with the .keras model turns a colour picture
     grey as training did (PIL's weights); the LiteRT file takes the picture in RGB and does the same inside."""
-    from kerastl import fit, predict
+    from kerastl import fit, predict  # the function kerastl.predict
 
     root = make_image_folder(tmp_path / "grey", per_class=10)
     for path in root.rglob("*.*"):
@@ -211,8 +211,8 @@ def test_a_grey_folder_model_gives_a_colour_picture_the_class_predict_gives(tmp_
     colour = make_image_folder(tmp_path / "colour", per_class=4, seed=5)
     pictures = [p for p in sorted(colour.rglob("*")) if p.suffix in (".png", ".jpg") and Image.open(p).mode == "RGB"]
     assert len(pictures) >= 4
-    by_keras = predict.predict(run_dir / runs.MODEL, pictures, top_k=3)
-    by_file = predict.predict(tflite(run_dir, "float32"), pictures, top_k=3)
+    by_keras = predict(run_dir / runs.MODEL, pictures, top_k=3)
+    by_file = predict(tflite(run_dir, "float32"), pictures, top_k=3)
     for keras_result, file_result in zip(by_keras, by_file):
         assert [p["label"] for p in keras_result["predictions"]] == [p["label"] for p in file_result["predictions"]]
         for a, b in zip(keras_result["predictions"], file_result["predictions"]):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerastl import predict, runs
+from kerastl import prediction, runs
 from kerastl.data import folders
 from kerastl.litert import LiteRTModel
 from tests.conftest import SHAPES, backend, make_image_folder, run_fit
@@ -69,7 +69,7 @@ def test_a_folder_run_exports_with_its_labels_and_predicts_class_names(tmp_path,
             assert row["mediapipe"]["refused"] is None and row["mediapipe"]["class_names_match"], row
     assert "images like those of the folder shapes" in (export / "MODEL_CARD.md").read_text()
     images = [str(shapes / "circle" / "circle000.png"), str(shapes / "triangle" / "triangle003.gif")]
-    assert predict.main([str(export / "model_int8.tflite"), *images]) == 0
+    assert prediction.main([str(export / "model_int8.tflite"), *images]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(": ")[0] for line in lines] == images
     assert all(line.split(": ")[1].split(" (")[0] in SHAPES for line in lines), lines
@@ -78,7 +78,7 @@ def test_a_folder_run_exports_with_its_labels_and_predicts_class_names(tmp_path,
 def test_predict_resizes_as_training_did(tmp_path, shapes):
     """A folder model's `predict` pixels are exactly the training pipeline's, for every format."""
     from kerastl.data.pipeline import make_dataset
-    from kerastl.predict import Classifier
+    from kerastl.prediction import Classifier
 
     paths = [p for p in sorted(shapes.rglob("*.*")) if p.suffix in (".png", ".jpg", ".bmp", ".gif") and p.name != "broken.png"][:8]
     images = folders.FileImages(np.array([str(p) for p in paths], dtype=object), (20, 30), 3)

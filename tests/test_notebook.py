@@ -36,7 +36,7 @@ def allowed_keywords() -> dict[str, set[str]]:
     from kerastl import api
 
     run_own = {name for name, p in inspect.signature(api.run).parameters.items() if p.kind is p.KEYWORD_ONLY}
-    from kerastl.predict import predict
+    from kerastl.prediction import predict
 
     return {
         "run": set(OPTIONS) | run_own,
