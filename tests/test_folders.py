@@ -139,6 +139,7 @@ def _bad_folder(tmp_path: Path, case: str) -> Path:
     return root
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "case, message",
     [
@@ -158,6 +159,7 @@ def test_a_bad_folder_is_one_line_and_exit_2(tmp_path, capsys, case, message):
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
 
 
+@pytest.mark.backend_independent
 def test_broken_files_are_skipped_named_and_counted(tmp_path):
     """Truncated, not an image, a decompression bomb, a palette BMP and a 16-bit PNG (which
     TensorFlow's decoder reads wrongly) are skipped with their reasons; the rest is used."""
@@ -179,6 +181,7 @@ def test_broken_files_are_skipped_named_and_counted(tmp_path):
     assert lines[1].startswith("data: warning: skipped 5 of 65 images that cannot be used: ")
 
 
+@pytest.mark.backend_independent
 def test_the_scan_is_seeded_and_stratified(tmp_path):
     root = make_image_folder(tmp_path / "data", per_class=20, classes=("a", "b", "c"))
     first, again, other = (folders.scan(root, seed=s, log=lambda _: None) for s in (0, 0, 1))
@@ -216,6 +219,7 @@ def test_a_keras_hub_backbone_trains_exports_and_passes_parity(tmp_path, capsys,
     assert report["labels"] == list(SHAPES) and not [row for row in report["rows"] if row["flagged"]]
 
 
+@pytest.mark.backend_independent
 def test_hub_without_keras_hub_says_how_to_install(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "keras_hub", None)  # import fails as if not installed
     code, out, err = _fit(["--mode", "finetune", "--backbone", "hub:resnet_18_imagenet", "--output-dir", str(tmp_path)], capsys)
@@ -223,6 +227,7 @@ def test_hub_without_keras_hub_says_how_to_install(tmp_path, capsys, monkeypatch
     assert 'needs keras-hub, which is not installed: pip install "kerastl[hub]"' in err
 
 
+@pytest.mark.backend_independent
 def test_a_missing_hub_preset_folder_is_one_line(tmp_path, capsys):
     pytest.importorskip("keras_hub")
     code, out, err = _fit(["--mode", "finetune", "--backbone", f"hub:{tmp_path / 'nope'}", "--output-dir", str(tmp_path / "runs"),
@@ -230,6 +235,7 @@ def test_a_missing_hub_preset_folder_is_one_line(tmp_path, capsys):
     assert code == 2 and err.strip().count("\n") == 0 and "no such preset folder" in err, err
 
 
+@pytest.mark.backend_independent
 def test_a_resumed_run_refuses_a_folder_whose_split_changed(tmp_path):
     root = make_image_folder(tmp_path / "data", per_class=10, classes=("a", "b"))
     record = tmp_path / "run" / runs.SPLIT_FILE

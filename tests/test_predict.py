@@ -70,6 +70,7 @@ def centre_of_mass(digit: np.ndarray) -> tuple[float, float]:
 # Preprocessing: the MNIST recipe
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("size", [30, 120, 400])
 @pytest.mark.parametrize("dark_on_light", [True, False])
 def test_drawn_digit_becomes_an_mnist_digit(tmp_path, size, dark_on_light):
@@ -84,12 +85,14 @@ def test_drawn_digit_becomes_an_mnist_digit(tmp_path, size, dark_on_light):
     assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
 
 
+@pytest.mark.backend_independent
 def test_dark_on_light_and_light_on_dark_give_the_same_digit(tmp_path):
     dark = to_mnist(draw_digit(tmp_path / "dark.png", "4", 150, True)).astype(float)
     light = to_mnist(draw_digit(tmp_path / "light.png", "4", 150, False, colour=False)).astype(float)
     assert np.abs(dark - light).mean() < 3
 
 
+@pytest.mark.backend_independent
 def test_invert_flag_overrides_the_border_guess(tmp_path):
     path = draw_digit(tmp_path / "dark.png", "2", 120, True)
     np.testing.assert_array_equal(to_mnist(path, invert="yes"), to_mnist(path, invert="auto"))
@@ -97,6 +100,7 @@ def test_invert_flag_overrides_the_border_guess(tmp_path):
         to_mnist(path, invert="no")  # light paper taken as ink: nothing is brighter than the border
 
 
+@pytest.mark.backend_independent
 def test_mnist_digits_survive_the_round_trip(tmp_path, mnist):
     originals = mnist["x_test"][:20]
     back = np.stack([to_mnist(mnist_photo(tmp_path / f"{i}.jpg", d)) for i, d in enumerate(originals)])
