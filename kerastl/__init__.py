@@ -29,14 +29,14 @@ from kerastl.errors import UserError  # noqa: E402
 
 __all__ = ["Run", "UserError", "compare", "explain", "export_run", "load_run", "lr_find", "predict", "run"]
 
+# name -> the module that defines it. A command's entry module (kerastl/predict.py, kerastl/compare.py)
+# shares the function's name and is never imported: importing it would rebind the package attribute.
 _LAZY = {"run": "kerastl.api", "Run": "kerastl.runs", "load_run": "kerastl.runs", "export_run": "kerastl.export",
-         "compare": "kerastl.study", "explain": "kerastl.explanation", "lr_find": "kerastl.lr_finder"}
+         "compare": "kerastl.study", "explain": "kerastl.explanation", "lr_find": "kerastl.lr_finder", "predict": "kerastl.prediction"}
 
 
 def __getattr__(name: str):
     """Import on first use: the commands (`python -m kerastl.fit --help`) must not wait for Keras."""
-    if name == "predict":
-        return importlib.import_module("kerastl.predict")  # a module you can call: kerastl.predict(model, images)
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'kerastl' has no attribute {name!r}")

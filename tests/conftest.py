@@ -47,6 +47,15 @@ def run_fit(argv: list[str], capsys) -> tuple[int, str, str]:
     return run_in_process("kerastl.fit", fit.main, argv, capsys)
 
 
+def run_export(argv: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
+    """`python -m kerastl.export ARGV`, in this process. Its main sets KERAS_BACKEND=tensorflow for
+    the export process it starts under JAX or PyTorch; monkeypatch gives this test session's back."""
+    from kerastl.export import cli
+
+    monkeypatch.setenv("KERAS_BACKEND", backend())
+    return run_in_process(cli.PROG, cli.main, argv, capsys)
+
+
 def run_module(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run `python -m ...` in the repo root as a user would, capturing output."""
     return subprocess.run(

@@ -56,6 +56,7 @@ def test_two_runs_in_one_interpreter_return_what_their_folders_hold(tmp_path, mn
     assert "Skipping variable loading" not in done.stderr  # the optimizer's slots were saved too
 
 
+@pytest.mark.backend_independent
 def test_mistakes_raise_user_error_and_leave_nothing(tmp_path):
     with pytest.raises(kerastl.UserError, match=r"^kerastl.run: invalid epochs: 0 "):
         kerastl.run("mlp", epochs=0, output_dir=str(tmp_path))
@@ -70,6 +71,7 @@ def test_mistakes_raise_user_error_and_leave_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.backend_independent
 def test_keywords_are_the_flags_both_from_the_schema():
     from kerastl.config import OPTIONS, SCHEMA
 
@@ -83,9 +85,27 @@ def test_keywords_are_the_flags_both_from_the_schema():
         kerastl.run("mlp", epoch=3)  # a misspelt keyword, before anything is written
 
 
+@pytest.mark.backend_independent
 def test_importing_the_package_and_the_commands_help_stay_light():
     code = "import sys, kerastl, kerastl.fit; kerastl.UserError; print('keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() == "False", result.stderr
-    assert callable(kerastl.predict) and kerastl.export_run.__module__ == "kerastl.export.job"
+    assert inspect.isfunction(kerastl.predict) and kerastl.export_run.__module__ == "kerastl.export.job"
     assert Path(kerastl.run.__code__.co_filename).name == "api.py"
+
+
+@pytest.mark.backend_independent
+def test_kerastl_predict_stays_the_function_after_its_command_runs(monkeypatch, capsys):
+    """`python -m kerastl.predict` runs the entry module as __main__, never as `kerastl.predict`:
+    the package attribute stays the function (importing the entry would rebind it to the module)."""
+    import runpy
+
+    from kerastl import prediction
+
+    monkeypatch.setattr(sys, "argv", ["kerastl.predict", "--help"])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_module("kerastl.predict", run_name="__main__", alter_sys=True)
+    assert exited.value.code == 0 and "usage: kerastl.predict" in capsys.readouterr().out
+    assert "kerastl.predict" not in sys.modules
+    assert inspect.isfunction(kerastl.predict) and kerastl.predict is prediction.predict
+    assert kerastl.compare is sys.modules["kerastl.study"].compare and inspect.isfunction(kerastl.compare)

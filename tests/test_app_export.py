@@ -27,7 +27,7 @@ from kerastl.export.convert import QUANTIZATIONS, tflite_name
 from kerastl.export.mediapipe_check import PICTURE_SCALE, availability
 from kerastl.litert import LiteRTModel
 from kerastl.models import build_cnn
-from tests.conftest import backend, make_image_folder, run_module, write_run
+from tests.conftest import backend, make_image_folder, run_export, write_run
 
 BACKEND = backend()
 TEST_LIMIT = 300
@@ -194,7 +194,7 @@ def test_rgb_pictures_in_mediapipe_give_what_predict_gives(app_export, mnist):
 def test_a_grey_folder_model_gives_a_colour_picture_the_class_predict_gives(tmp_path):
     """Trained on a folder of grey pictures: `predict` with the .keras model turns a colour picture
     grey as training did (PIL's weights); the LiteRT file takes the picture in RGB and does the same inside."""
-    from kerastl import fit, predict
+    from kerastl import fit, predict  # the function kerastl.predict
 
     root = make_image_folder(tmp_path / "grey", per_class=10)
     for path in root.rglob("*.*"):
@@ -211,8 +211,8 @@ def test_a_grey_folder_model_gives_a_colour_picture_the_class_predict_gives(tmp_
     colour = make_image_folder(tmp_path / "colour", per_class=4, seed=5)
     pictures = [p for p in sorted(colour.rglob("*")) if p.suffix in (".png", ".jpg") and Image.open(p).mode == "RGB"]
     assert len(pictures) >= 4
-    by_keras = predict.predict(run_dir / runs.MODEL, pictures, top_k=3)
-    by_file = predict.predict(tflite(run_dir, "float32"), pictures, top_k=3)
+    by_keras = predict(run_dir / runs.MODEL, pictures, top_k=3)
+    by_file = predict(tflite(run_dir, "float32"), pictures, top_k=3)
     for keras_result, file_result in zip(by_keras, by_file):
         assert [p["label"] for p in keras_result["predictions"]] == [p["label"] for p in file_result["predictions"]]
         for a, b in zip(keras_result["predictions"], file_result["predictions"]):
@@ -272,32 +272,28 @@ def test_the_model_cards_python_example_runs(app_export, mnist, tmp_path):
 # Bad inputs: one line, exit 2, no export folder
 
 
-def run_export_cli(*args: str):
-    return run_module("kerastl.export", *args, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
-
-
 def nothing_written(run_dir: Path) -> bool:
     return not (run_dir / runs.EXPORT_DIR).exists() and not [p for p in run_dir.iterdir() if p.name.startswith(".")]
 
 
-def test_labels_that_do_not_match_the_model_are_one_line(tmp_path, app_export):
+def test_labels_that_do_not_match_the_model_are_one_line(tmp_path, app_export, capsys, monkeypatch):
     run_dir = tmp_path / "run"
     shutil.copytree(app_export[0], run_dir, ignore=shutil.ignore_patterns("export"))
     runs.write_labels(run_dir, [str(d) for d in range(9)])
-    result = run_export_cli(str(run_dir), "--test-limit", "10")
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "names 9 classes but the model has 10 outputs" in result.stderr
+    code, out, err = run_export([str(run_dir), "--test-limit", "10"], capsys, monkeypatch)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("kerastl.export: error: ") and "names 9 classes but the model has 10 outputs" in err
     assert nothing_written(run_dir)
 
 
-def test_a_folder_run_without_labels_is_one_line(tmp_path, app_export):
+def test_a_folder_run_without_labels_is_one_line(tmp_path, app_export, capsys, monkeypatch):
     """Built-in datasets have known class names; an image folder's are only in labels.txt."""
     run_dir = tmp_path / "run"
     shutil.copytree(app_export[0], run_dir, ignore=shutil.ignore_patterns("export", runs.LABELS))
     runs.write_config(run_dir, {"mode": "cnn", "dataset": str(tmp_path / "my-photos")})
-    result = run_export_cli(str(run_dir), "--test-limit", "10")
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert f"has no {runs.LABELS} with the class names" in result.stderr
+    code, out, err = run_export([str(run_dir), "--test-limit", "10"], capsys, monkeypatch)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("kerastl.export: error: ") and f"has no {runs.LABELS} with the class names" in err
     assert nothing_written(run_dir)
 
 

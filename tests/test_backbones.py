@@ -15,6 +15,7 @@ def lite0_state():
     return read_state_dict(efficientnet_lite0_pth())
 
 
+@pytest.mark.backend_independent
 def test_state_dict_reader_without_torch(lite0_state):
     assert len(lite0_state) == 296
     assert sum(v.size for v in lite0_state.values()) == 4_694_073
@@ -23,6 +24,7 @@ def test_state_dict_reader_without_torch(lite0_state):
     assert lite0_state["_conv_stem.weight"].dtype == np.float32
 
 
+@pytest.mark.backend_independent
 def test_state_dict_reader_refuses_code(tmp_path):
     class Evil:
         def __reduce__(self):
@@ -38,6 +40,7 @@ def test_state_dict_reader_refuses_code(tmp_path):
         read_state_dict(path)
 
 
+@pytest.mark.backend_independent
 def test_zip_state_dict_matches_torch(tmp_path):
     torch = pytest.importorskip("torch")
     state = {"a.weight": torch.randn(4, 3, 3, 3), "b.bias": torch.arange(5.0), "c": torch.randn(6, 4).t()}

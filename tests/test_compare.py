@@ -114,26 +114,29 @@ def test_an_interrupted_study_continues_and_reuses_finished_runs(tmp_path, capsy
     assert code == 2 and "was trained with other settings (epochs" in err and "--fresh" in err
 
 
-def test_a_failing_run_is_reported_and_the_study_goes_on(tmp_path, capsys, monkeypatch):
+def test_a_failing_run_is_reported_and_the_study_goes_on(study, tmp_path, capsys, monkeypatch):
+    """The tiny study again, with its second run unfinished: that run fails, the two after it are
+    still taken (reused from the shared study, so nothing trains here)."""
     folder = tmp_path / "s"
-    original = runner.train_one
+    shutil.copytree(study, folder)
+    shutil.rmtree(folder / "mlp-n20-s0")
 
     def fail_one(spec, study_dir, log_path):
-        if spec.name == "mlp-n20-s0":
-            raise RuntimeError("out of memory\nsecond line")
-        return original(spec, study_dir, log_path)
+        assert spec.name == "mlp-n20-s0", spec.name  # the finished runs are reused, not trained
+        raise RuntimeError("out of memory\nsecond line")
 
     monkeypatch.setattr(runner, "train_one", fail_one)
-    code, out, err = _compare(["--contenders", "mlp", "--per-class", "5", "20", "--seeds", "1", "--test-limit", "100",
-                               "--max-epochs", "1", "--output-dir", str(folder)], capsys)
+    code, out, err = _compare([*TINY, "--output-dir", str(folder)], capsys)
     assert code == 1
-    assert "[2/2] mlp, 20 per class, seed 0: FAILED: RuntimeError: out of memory (" in out
+    assert "[2/4] mlp, 20 per class, seed 0: FAILED: RuntimeError: out of memory (" in out
+    assert "[4/4] cnn, 20 per class, seed 0: finished before, reused" in out
     rows = {r["run"]: r for r in json.loads((folder / "results.json").read_text())["runs"]}
     assert rows["mlp-n20-s0"]["status"] == "failed" and rows["mlp-n20-s0"]["reason"] == "RuntimeError: out of memory"
-    assert rows["mlp-n5-s0"]["status"] == "ok"
+    assert [rows[run]["status"] for run in ("mlp-n5-s0", "cnn-n5-s0", "cnn-n20-s0")] == ["ok"] * 3
     assert "- `mlp-n20-s0`: RuntimeError: out of memory" in (folder / "report.md").read_text()
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -151,6 +154,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv,
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.backend_independent
 def test_unwritable_or_foreign_output_folders(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -164,6 +168,7 @@ def test_unwritable_or_foreign_output_folders(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "photos"] and [p.name for p in foreign.iterdir()] == ["cat.jpg"]
 
 
+@pytest.mark.backend_independent
 def test_command_line_in_a_real_process():
     help_ = run_module("kerastl.compare", "--help")
     assert help_.returncode == 0 and "--per-class" in help_.stdout and "--budget" in help_.stdout
@@ -172,6 +177,7 @@ def test_command_line_in_a_real_process():
     assert 'kerastl-compare = "kerastl.study.command:cli"' in (ROOT / "pyproject.toml").read_text()
 
 
+@pytest.mark.backend_independent
 def test_the_quick_plan_trains_small_data_sensibly(tmp_path):
     import math
 
@@ -205,17 +211,21 @@ def test_the_quick_plan_trains_small_data_sensibly(tmp_path):
     assert {**by_name["finetune-all-s0"], "given": []} == recipe and by_name["finetune-all-s0"]["given"] == ["seed"]
 
 
-def test_fresh_starts_the_study_over(tmp_path, capsys):
+def test_fresh_starts_the_study_over(study, tmp_path, capsys):
+    """A finished study (a copy of the shared one) with --fresh: emptied and trained again, even
+    with other settings (which would be refused without --fresh)."""
     folder = tmp_path / "s"
-    argv = ["--contenders", "mlp", "--per-class", "5", "--seeds", "1", "--test-limit", "100", "--max-epochs", "1", "--output-dir", str(folder)]
-    assert _compare(argv, capsys)[0] == 0
+    shutil.copytree(study, folder)
     (folder / "marker").write_text("")
     stamp = (folder / "mlp-n5-s0" / "metrics.json").stat().st_mtime_ns
+    argv = ["--contenders", "mlp", "--per-class", "5", "--seeds", "1", "--test-limit", "100", "--max-epochs", "1", "--output-dir", str(folder)]
     code, out, err = _compare([*argv, "--fresh"], capsys)
     assert code == 0 and "starting study" in out and "finished before, reused" not in out and "(0 reused, 0 failed)" in out
     assert not (folder / "marker").exists() and (folder / "mlp-n5-s0" / "metrics.json").stat().st_mtime_ns != stamp
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["logs", "mlp-n5-s0"]  # the other runs went with the old study
 
 
+@pytest.mark.backend_independent
 def test_the_full_plan_on_a_gpu(tmp_path):
     from kerastl.study import plan
 
@@ -230,6 +240,7 @@ def test_the_full_plan_on_a_gpu(tmp_path):
         "backbones at small inputs (native: 224 px): resnet18 at 32 px (configs/finetune.yaml, configs/pretrain.yaml)"]
 
 
+@pytest.mark.backend_independent
 def test_findings_on_a_study_with_every_contender():
     """The committed quick study (docs/compare-quick): the transfer and pretraining sentences are
     the numbers of its rows, and the verdicts follow the noise rule."""

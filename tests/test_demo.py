@@ -88,6 +88,7 @@ def _data_url_file(url: str, path):
     return path
 
 
+@pytest.mark.backend_independent
 def test_a_study_folder_stands_for_its_best_mlp_cnn_and_finetune_runs(tmp_path):
     def row(contender, run, accuracy, per_class="all", status="ok", label=None):
         return {"contender": contender, "label": label or contender.upper(), "per_class": per_class, "status": status,

@@ -83,6 +83,7 @@ def test_occlusion_sees_only_the_corner_a_model_looks_at():
     assert np.unravel_index(heat.argmax(), heat.shape)[0] < 8
 
 
+@pytest.mark.backend_independent
 def test_chosen_images_are_confident_mistakes_then_correct_ones():
     y = np.array([0, 1, 2, 3, 0])
     p = np.array([[0.1, 0.9, 0, 0], [0.6, 0.4, 0, 0], [0, 0, 1.0, 0], [0, 0, 0.2, 0.8], [0.99, 0.01, 0, 0]])
@@ -99,6 +100,7 @@ def _probe_csv(path, top=0.90, best=0.938):
     return path
 
 
+@pytest.mark.backend_independent
 def test_the_report_sentences_come_from_probe_csv(tmp_path):
     rows = probe.read_csv(_probe_csv(tmp_path / "probe.csv"))
     said = report.findings(rows, "MNIST")
@@ -255,6 +257,7 @@ def _mkdir(path):
     return path
 
 
+@pytest.mark.backend_independent
 def test_the_command_line_in_a_real_process_is_light_and_one_line_on_error(tmp_path):
     from tests.conftest import run_module
     import subprocess

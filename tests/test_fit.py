@@ -22,12 +22,12 @@ QUICK = ["--limit", "600", "--test-limit", "300", "--seed", "0", "--min-steps", 
 _fit = run_fit  # python -m kerastl.fit, in this process
 
 
-def test_mlp_run_beats_chance_and_writes_the_run_folder(tmp_path, capsys):
+def test_mlp_run_learns_and_writes_the_run_folder(tmp_path, capsys):
     code, out, err = _fit(["--mode", "mlp", "--epochs", "2", "--output-dir", str(tmp_path), "--run-name", "r", *QUICK], capsys)
     assert code == 0, err
     run = tmp_path / "r"
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["test_accuracy"] > 0.6  # chance is 0.1
+    assert metrics["test_accuracy"] > 0.65  # measured 0.793 TensorFlow, 0.733 JAX, 0.820 PyTorch; chance is 0.1
     assert metrics["test_images"] == 300 and metrics["train_images"] == 600
     assert metrics["backend"] == backend() and metrics["epochs_run"] == {"train": 2}
     assert metrics["parameters"] == 669_706 and metrics["images_per_second"] > 0
@@ -38,13 +38,13 @@ def test_mlp_run_beats_chance_and_writes_the_run_folder(tmp_path, capsys):
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
 
 
-def test_finetune_short_run_beats_chance(tmp_path, capsys):
+def test_finetune_short_run_learns(tmp_path, capsys):
     argv = ["--mode", "finetune", "--img-size", "32", "--head-epochs", "1", "--epochs", "2", "--batch-size", "32", "--lr", "0.01",
             "--output-dir", str(tmp_path), "--run-name", "ft", *QUICK]
     code, out, err = _fit(argv, capsys)
     assert code == 0, err
     metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
-    assert metrics["test_accuracy"] > 0.5, metrics
+    assert metrics["test_accuracy"] > 0.72, metrics  # measured 0.810 TensorFlow, 0.873 JAX, 0.837 PyTorch
     assert metrics["img_size"] == 32 and metrics["weights"] == "imagenet"
     assert set(metrics["epochs_run"]) == {"head", "finetune"}
 
@@ -55,7 +55,7 @@ def test_feature_mode_trains_the_head_on_cached_features(tmp_path, capsys):
     code, out, err = _fit(argv, capsys)
     assert code == 0, err
     metrics = json.loads((tmp_path / "fe" / "metrics.json").read_text())
-    assert metrics["test_accuracy"] > 0.4, metrics
+    assert metrics["test_accuracy"] > 0.45, metrics  # measured 0.587 TensorFlow, 0.513 JAX, 0.530 PyTorch (32 px, 3 head epochs)
     assert metrics["epochs_run"] == {"head": 3} and len(metrics["epoch_seconds"]["head"]) == 3
     assert metrics["stage_seconds"]["feature_extraction"] > 0
     assert out.count("backbone features computed once") == 1
@@ -150,7 +150,8 @@ def test_resume_in_the_second_stage_keeps_the_first(tmp_path, capsys):
     metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     assert metrics["epochs_run"] == {"head": 2, "finetune": 2}
     assert metrics["epoch_seconds"]["head"] == head["finished"]["epoch_seconds"]
-    assert len(_history(tmp_path / "ft")) == 4 and metrics["test_accuracy"] > 0.3
+    assert len(_history(tmp_path / "ft")) == 4
+    assert metrics["test_accuracy"] > 0.70, metrics  # measured 0.867 TensorFlow, 0.793 JAX, 0.787 PyTorch
 
 
 def test_resume_refuses_other_flags_and_a_live_run(tmp_path, capsys):
@@ -171,6 +172,7 @@ def test_resume_refuses_other_flags_and_a_live_run(tmp_path, capsys):
     assert (tmp_path / "r" / "config.yaml").is_file() and not (tmp_path / "r" / ".lock").exists()
 
 
+@pytest.mark.backend_independent
 def test_run_folders_started_in_the_same_second_get_their_own_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(runs.time, "strftime", lambda _: "20250101-000000")
     folders = [runs.create_run_dir(tmp_path, None, "mlp", "mnist") for _ in range(3)]
@@ -179,6 +181,7 @@ def test_run_folders_started_in_the_same_second_get_their_own_folder(tmp_path, m
         runs.create_run_dir(tmp_path, "mlp-mnist-20250101-000000", "mlp", "mnist")
 
 
+@pytest.mark.backend_independent
 def test_a_damaged_run_folder_is_one_line(tmp_path, capsys):
     run = tmp_path / "r"
     run.mkdir()
@@ -191,6 +194,7 @@ def test_a_damaged_run_folder_is_one_line(tmp_path, capsys):
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # a resumed folder is never removed
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -210,6 +214,7 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
+@pytest.mark.backend_independent
 def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     code, out, err = _fit(["--mode", "mlp", "--output-dir", str(tmp_path / "file" / "runs")], capsys)
@@ -217,6 +222,7 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys):
     assert f"cannot create the output folder {tmp_path / 'file' / 'runs'}: Not a directory" in err
 
 
+@pytest.mark.backend_independent
 def test_bad_config_files(tmp_path, capsys):
     cases = {
         "typo.yaml": ("mode: mlp\nepoch: 3\n", "unknown config key 'epoch'"),
@@ -237,6 +243,7 @@ def test_weights_that_cannot_be_had_exit_2_with_alternatives(tmp_path, capsys):
     assert not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.backend_independent
 def test_command_line_exit_codes_in_a_real_process(tmp_path):
     bad = run_module("kerastl.fit", "--mode", "mlp", "--epochs", "abc")
     assert bad.returncode == 2 and "invalid int value: 'abc'" in bad.stderr and bad.stderr.count("\n") == 1

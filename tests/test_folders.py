@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerastl import predict, runs
+from kerastl import prediction, runs
 from kerastl.data import folders
 from kerastl.litert import LiteRTModel
 from tests.conftest import SHAPES, backend, make_image_folder, run_fit
@@ -69,7 +69,7 @@ def test_a_folder_run_exports_with_its_labels_and_predicts_class_names(tmp_path,
             assert row["mediapipe"]["refused"] is None and row["mediapipe"]["class_names_match"], row
     assert "images like those of the folder shapes" in (export / "MODEL_CARD.md").read_text()
     images = [str(shapes / "circle" / "circle000.png"), str(shapes / "triangle" / "triangle003.gif")]
-    assert predict.main([str(export / "model_int8.tflite"), *images]) == 0
+    assert prediction.main([str(export / "model_int8.tflite"), *images]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(": ")[0] for line in lines] == images
     assert all(line.split(": ")[1].split(" (")[0] in SHAPES for line in lines), lines
@@ -78,7 +78,7 @@ def test_a_folder_run_exports_with_its_labels_and_predicts_class_names(tmp_path,
 def test_predict_resizes_as_training_did(tmp_path, shapes):
     """A folder model's `predict` pixels are exactly the training pipeline's, for every format."""
     from kerastl.data.pipeline import make_dataset
-    from kerastl.predict import Classifier
+    from kerastl.prediction import Classifier
 
     paths = [p for p in sorted(shapes.rglob("*.*")) if p.suffix in (".png", ".jpg", ".bmp", ".gif") and p.name != "broken.png"][:8]
     images = folders.FileImages(np.array([str(p) for p in paths], dtype=object), (20, 30), 3)
@@ -139,6 +139,7 @@ def _bad_folder(tmp_path: Path, case: str) -> Path:
     return root
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "case, message",
     [
@@ -158,6 +159,7 @@ def test_a_bad_folder_is_one_line_and_exit_2(tmp_path, capsys, case, message):
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
 
 
+@pytest.mark.backend_independent
 def test_broken_files_are_skipped_named_and_counted(tmp_path):
     """Truncated, not an image, a decompression bomb, a palette BMP and a 16-bit PNG (which
     TensorFlow's decoder reads wrongly) are skipped with their reasons; the rest is used."""
@@ -179,6 +181,7 @@ def test_broken_files_are_skipped_named_and_counted(tmp_path):
     assert lines[1].startswith("data: warning: skipped 5 of 65 images that cannot be used: ")
 
 
+@pytest.mark.backend_independent
 def test_the_scan_is_seeded_and_stratified(tmp_path):
     root = make_image_folder(tmp_path / "data", per_class=20, classes=("a", "b", "c"))
     first, again, other = (folders.scan(root, seed=s, log=lambda _: None) for s in (0, 0, 1))
@@ -216,6 +219,7 @@ def test_a_keras_hub_backbone_trains_exports_and_passes_parity(tmp_path, capsys,
     assert report["labels"] == list(SHAPES) and not [row for row in report["rows"] if row["flagged"]]
 
 
+@pytest.mark.backend_independent
 def test_hub_without_keras_hub_says_how_to_install(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "keras_hub", None)  # import fails as if not installed
     code, out, err = _fit(["--mode", "finetune", "--backbone", "hub:resnet_18_imagenet", "--output-dir", str(tmp_path)], capsys)
@@ -223,6 +227,7 @@ def test_hub_without_keras_hub_says_how_to_install(tmp_path, capsys, monkeypatch
     assert 'needs keras-hub, which is not installed: pip install "kerastl[hub]"' in err
 
 
+@pytest.mark.backend_independent
 def test_a_missing_hub_preset_folder_is_one_line(tmp_path, capsys):
     pytest.importorskip("keras_hub")
     code, out, err = _fit(["--mode", "finetune", "--backbone", f"hub:{tmp_path / 'nope'}", "--output-dir", str(tmp_path / "runs"),
@@ -230,6 +235,7 @@ def test_a_missing_hub_preset_folder_is_one_line(tmp_path, capsys):
     assert code == 2 and err.strip().count("\n") == 0 and "no such preset folder" in err, err
 
 
+@pytest.mark.backend_independent
 def test_a_resumed_run_refuses_a_folder_whose_split_changed(tmp_path):
     root = make_image_folder(tmp_path / "data", per_class=10, classes=("a", "b"))
     record = tmp_path / "run" / runs.SPLIT_FILE

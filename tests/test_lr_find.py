@@ -55,6 +55,7 @@ def test_a_diverging_sweep_stops_early(mnist_slice):
     assert sweep.suggestion < sweep.lrs[-1] / 10  # well before where it blew up
 
 
+@pytest.mark.backend_independent
 def test_the_valley_suggestion_on_a_known_curve():
     lrs = list(lr_finder.exponential_rates(1e-6, 1.0, 100))
     assert lrs[0] == pytest.approx(1e-6) and lrs[-1] == pytest.approx(1.0) and lrs[50] == pytest.approx(10 ** -2.97, rel=1e-3)
@@ -93,6 +94,7 @@ def test_feature_mode_sweeps_the_head_on_its_features(tmp_path, monkeypatch):
     assert runs.read_config(run.folder)["lr"] == run.metrics["lr_find"]["head"]["suggestion"]
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(("options", "rates"), [
     ({"lr": "find"}, ("find", "find")),  # --lr find sweeps every stage...
     ({"lr": "find", "finetune_lr": 1e-4}, ("find", 1e-4)),  # ...unless the fine-tuning rate is given
@@ -104,6 +106,7 @@ def test_which_stages_sweep(options, rates):
     assert (config["lr"], config["finetune_lr"]) == rates
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(("argv", "message"), [
     (["--lr", "fast"], "invalid lr: 'fast'"),
     (["--lr", "-1"], "invalid lr: -1.0"),

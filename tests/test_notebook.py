@@ -15,6 +15,8 @@ import kerastl
 from kerastl.config import OPTIONS
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.backend_independent  # no Keras model: runs under the first backend only (tests/run_backends.py)
+
 NOTEBOOK = ROOT / "docs" / "transfer_learning.ipynb"
 TIME_LIMIT_S = 15 * 60  # the lesson's promise on a 2-core CPU
 
@@ -36,7 +38,7 @@ def allowed_keywords() -> dict[str, set[str]]:
     from kerastl import api
 
     run_own = {name for name, p in inspect.signature(api.run).parameters.items() if p.kind is p.KEYWORD_ONLY}
-    from kerastl.predict import predict
+    from kerastl.prediction import predict
 
     return {
         "run": set(OPTIONS) | run_own,

@@ -7,6 +7,8 @@ from kerastl.cli import run_cli
 from kerastl.errors import UserError
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.backend_independent  # no Keras model: runs under the first backend only (tests/run_backends.py)
+
 
 def test_every_mode_config_is_package_data_and_the_top_level_file():
     for mode in config.MODES:
@@ -37,3 +39,13 @@ def test_cache_features_is_no_longer_a_config_key():
     assert "cache_features" not in config.DEFAULTS
     with pytest.raises(UserError, match="unknown config key 'cache_features'"):
         config.check({"cache_features": True}, "test")
+
+
+def test_run_backends_leaves_backend_independent_tests_to_the_first_backend():
+    from tests.run_backends import BACKENDS, ONCE, pytest_args
+
+    assert BACKENDS[0] == "tensorflow" and ONCE == "backend_independent"
+    assert pytest_args(["-x"], first=True) == ["-x"]
+    assert pytest_args(["-x"], first=False) == ["-x", "-m", "not backend_independent"]
+    assert pytest_args(["-m", "not slow", "-x"], first=False) == ["-m", "(not slow) and not backend_independent", "-x"]
+    assert '"backend_independent: ' in (ROOT / "pyproject.toml").read_text()  # registered, so a typo in a mark is caught

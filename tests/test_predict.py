@@ -1,4 +1,4 @@
-"""kerastl.predict and kerastl.digit_image: pictures of digits in, classes out, broken files named.
+"""kerastl.predict (kerastl.prediction) and kerastl.digit_image: pictures of digits in, classes out, broken files named.
 
 Digits are drawn with PIL (a font at several sizes, dark on light and light on dark) or taken
 from the MNIST test set, enlarged, moved off-centre, inverted and saved as JPEG.
@@ -15,19 +15,25 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 import kerastl
-from kerastl import export, predict
+from kerastl import export, prediction
 from kerastl.digit_image import ImageError, to_mnist
 from kerastl.models import build_mlp
-from tests.conftest import run_module, write_run
+from tests.conftest import ROOT, run_in_process, run_module, write_run
+
+# Pillow's font draws these digits as people write them; its 1 (a flag and a foot) reads as a 7, and
+# its closed 6 and 9 as 0, 5 or 8, to MLPs trained on handwriting (measured on every backend and seed)
+HANDWRITING_LIKE = "0234578"
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, mnist) -> Path:
-    """An MLP trained for 2 epochs on 10,000 images under this backend, exported to SavedModel and int8 LiteRT."""
+    """An MLP trained for 3 epochs on 20,000 images under this backend, exported to SavedModel and int8 LiteRT.
+    Smaller (128 units, 2 epochs on 10,000) misread a typed 4 or 8 with some seeds; this size read every
+    handwriting-like typed digit right with seeds 0, 1 and 2 on TensorFlow, JAX and PyTorch."""
     keras.utils.set_random_seed(0)
-    model = build_mlp(hidden=(128,), dropout=0.0)
+    model = build_mlp(hidden=(256,), dropout=0.0)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-    model.fit(mnist["x_train"][:10000].astype("float32"), mnist["y_train"][:10000], epochs=2, batch_size=64, verbose=0)
+    model.fit(mnist["x_train"][:20000].astype("float32"), mnist["y_train"][:20000], epochs=3, batch_size=64, verbose=0)
     run = write_run(tmp_path_factory.mktemp("runs") / "mlp", model)
     export.export_run(run, quantize=["int8"], test_limit=100, latency_repeats=2, calibration_images=100, log=lambda _: None)
     return run
@@ -64,6 +70,7 @@ def centre_of_mass(digit: np.ndarray) -> tuple[float, float]:
 # Preprocessing: the MNIST recipe
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("size", [30, 120, 400])
 @pytest.mark.parametrize("dark_on_light", [True, False])
 def test_drawn_digit_becomes_an_mnist_digit(tmp_path, size, dark_on_light):
@@ -78,12 +85,14 @@ def test_drawn_digit_becomes_an_mnist_digit(tmp_path, size, dark_on_light):
     assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
 
 
+@pytest.mark.backend_independent
 def test_dark_on_light_and_light_on_dark_give_the_same_digit(tmp_path):
     dark = to_mnist(draw_digit(tmp_path / "dark.png", "4", 150, True)).astype(float)
     light = to_mnist(draw_digit(tmp_path / "light.png", "4", 150, False, colour=False)).astype(float)
     assert np.abs(dark - light).mean() < 3
 
 
+@pytest.mark.backend_independent
 def test_invert_flag_overrides_the_border_guess(tmp_path):
     path = draw_digit(tmp_path / "dark.png", "2", 120, True)
     np.testing.assert_array_equal(to_mnist(path, invert="yes"), to_mnist(path, invert="auto"))
@@ -91,6 +100,7 @@ def test_invert_flag_overrides_the_border_guess(tmp_path):
         to_mnist(path, invert="no")  # light paper taken as ink: nothing is brighter than the border
 
 
+@pytest.mark.backend_independent
 def test_mnist_digits_survive_the_round_trip(tmp_path, mnist):
     originals = mnist["x_test"][:20]
     back = np.stack([to_mnist(mnist_photo(tmp_path / f"{i}.jpg", d)) for i, d in enumerate(originals)])
@@ -106,7 +116,7 @@ def test_every_model_format_classifies_photos_of_mnist_digits(tmp_path, run_dir,
     models = [run_dir, run_dir / "model.keras", run_dir / "export" / "saved_model", run_dir / "export" / "model_int8.tflite"]
     top1 = {}
     for model in models:
-        assert predict.main([str(model), *images, "--json", "--top-k", "3"]) == 0
+        assert prediction.main([str(model), *images, "--json", "--top-k", "3"]) == 0
         results = json.loads(capsys.readouterr().out)["results"]
         assert [r["file"] for r in results] == images
         for r in results:
@@ -121,26 +131,26 @@ def test_every_model_format_classifies_photos_of_mnist_digits(tmp_path, run_dir,
 
 def test_typed_digits_are_recognised(tmp_path, run_dir, capsys):
     """All ten digits in Pillow's font, small and large, dark on light and light on dark. The
-    polarity must not change the answer, and most digits are read right, though the font's 1 (with
-    a flag), 6 and 9 (closed loops) are unlike handwritten ones. Measured with this 2-epoch MLP: 32 of
-    40 on TensorFlow and on JAX, 28 on PyTorch (its initial weights differ); chance is 4."""
+    polarity must not change the answer, and every handwriting-like digit is read right at both
+    sizes (28 of 28). The font's 1, 6 and 9 are not asserted. This model's int8 file read 36 of the 40
+    on TensorFlow, 32 on JAX and on PyTorch (the previous bar was 26 of 40; chance is 4)."""
     paths = [str(draw_digit(tmp_path / f"{d}-{size}-{dark}.png", d, size, dark, canvas=(size * 2, size * 2),
                             offset=(size // 3, size // 4)))
              for d in "0123456789" for size in (40, 160) for dark in (True, False)]
-    assert predict.main([str(run_dir / "export" / "model_int8.tflite"), *paths, "--json", "--top-k", "1"]) == 0
+    assert prediction.main([str(run_dir / "export" / "model_int8.tflite"), *paths, "--json", "--top-k", "1"]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
     answers: dict[str, list[str]] = {}  # "digit-size" -> [dark on light, light on dark]
     for r in results:
         digit, size, _ = Path(r["file"]).stem.split("-")
         answers.setdefault(f"{digit}-{size}", []).append(r["predictions"][0]["label"])
     assert len(answers) == 20 and all(dark == light for dark, light in answers.values()), json.dumps(answers)
-    right = sum(labels.count(key[0]) for key, labels in answers.items())
-    assert right >= 26, json.dumps(answers)
+    wrong = sorted(key for key, labels in answers.items() if key[0] in HANDWRITING_LIKE and labels != [key[0]] * 2)
+    assert wrong == [], json.dumps(answers)
 
 
 def test_text_output_is_one_line_per_image(tmp_path, run_dir, mnist, capsys):
     images = [str(mnist_photo(tmp_path / f"{i}.jpg", d)) for i, d in enumerate(mnist["x_test"][:3])]
-    assert predict.main([str(run_dir / "export" / "model_int8.tflite"), *images, "--top-k", "3"]) == 0
+    assert prediction.main([str(run_dir / "export" / "model_int8.tflite"), *images, "--top-k", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
     for line, image in zip(lines, images):
@@ -166,9 +176,9 @@ def broken_files(folder: Path) -> dict[str, Path]:
 
 def test_broken_files_get_one_line_each(tmp_path, run_dir, capsys):
     files = broken_files(tmp_path)
-    status = predict.main([str(run_dir / "export" / "model_int8.tflite"), *map(str, files.values())])
+    status = prediction.main([str(run_dir / "export" / "model_int8.tflite"), *map(str, files.values())])
     out, err = capsys.readouterr()
-    assert status == predict.EXIT_SOME_FAILED
+    assert status == prediction.EXIT_SOME_FAILED
     assert out.startswith(f"{files['good']}: ") and len(out.splitlines()) == 1
     errors = dict(line.split(": error: ", 1) for line in err.splitlines())
     assert list(errors) == [str(files[k]) for k in ("missing", "text", "truncated", "bomb", "blank")]
@@ -179,55 +189,73 @@ def test_broken_files_get_one_line_each(tmp_path, run_dir, capsys):
     assert "no digit found" in errors[str(files["blank"])]
 
 
-def run_predict_cli(*args: str):
-    return run_module("kerastl.predict", *args, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+def _predict(argv: list[str], capsys) -> tuple[int, str, str]:
+    """`python -m kerastl.predict ARGV`, in this process (test_a_bare_model_... runs the real one)."""
+    return run_in_process(prediction.PROG, prediction.main, argv, capsys)
 
 
-def test_exit_status(tmp_path, run_dir):
+def test_exit_status(tmp_path, run_dir, capsys):
     files = broken_files(tmp_path)
     tflite = str(run_dir / "export" / "model_int8.tflite")
-    ok = run_predict_cli(tflite, str(files["good"]), "--json")
-    assert ok.returncode == 0 and json.loads(ok.stdout)["results"][0]["predictions"][0]["label"] in "0123456789"
-    some_failed = run_predict_cli(tflite, str(files["good"]), str(files["truncated"]))
-    assert some_failed.returncode == 1 and some_failed.stdout.startswith(str(files["good"]))
+    code, out, err = _predict([tflite, str(files["good"]), "--json"], capsys)
+    assert code == 0 and json.loads(out)["results"][0]["predictions"][0]["label"] == "5"
+    code, out, err = _predict([tflite, str(files["good"]), str(files["truncated"])], capsys)
+    assert code == 1 and out.startswith(f"{files['good']}: 5 (") and err.startswith(f"{files['truncated']}: error: ")
     for args in ([tflite, str(files["good"]), "--top-k", "0"], [str(tmp_path / "no-model.tflite"), str(files["good"])],
                  [str(files["text"]), str(files["good"])], [tflite, str(files["good"]), "--invert", "maybe"]):
-        bad = run_predict_cli(*args)
-        assert bad.returncode == 2, args
-        assert len(bad.stderr.strip().splitlines()) == 1 and bad.stderr.startswith("kerastl.predict: error:"), bad.stderr
+        code, out, err = _predict(args, capsys)
+        assert code == 2, args
+        assert len(err.strip().splitlines()) == 1 and err.startswith("kerastl.predict: error:") and out == "", err
 
 
-def test_python_api_and_where_labels_come_from(tmp_path, run_dir):
+def test_python_api_and_where_labels_come_from(tmp_path, run_dir, capsys):
     import shutil
 
     image = draw_digit(tmp_path / "three.png", "3", 120, True)
-    results = kerastl.predict(run_dir, [image], top_k=2)  # the package attribute is callable
+    results = kerastl.predict(run_dir, [image], top_k=2)  # the package's function (kerastl.prediction.predict)
     assert results[0]["file"] == str(image) and len(results[0]["predictions"]) == 2
+    assert results[0]["predictions"][0]["label"] == "3"
     with pytest.raises(kerastl.UserError, match="top_k must be between 1 and 10"):
         kerastl.predict(run_dir, [image], top_k=0)
     bare = tmp_path / "bare" / "m.keras"
     bare.parent.mkdir()
     shutil.copy(run_dir / "model.keras", bare)
     warnings = []
-    results = kerastl.predict(bare, image, warn=warnings.append)
+    results = kerastl.predict(bare, image, top_k=10, warn=warnings.append)
     assert warnings == [f"no labels.txt or config.yaml beside {bare}: labelling the classes as the digits 0-9"]
-    assert results[0]["predictions"][0]["label"] in "0123456789"
-    cli = run_predict_cli(str(bare), str(image))
-    kerastl_lines = [line for line in cli.stderr.splitlines() if line.startswith("kerastl")]  # not TensorFlow's
-    assert cli.returncode == 0 and kerastl_lines == [f"kerastl.predict: warning: {warnings[0]}"]
+    labels = [p["label"] for p in results[0]["predictions"]]
+    assert labels[0] == "3" and sorted(labels) == list("0123456789")
+    code, out, err = _predict([str(bare), str(image)], capsys)
+    assert code == 0 and err == f"kerastl.predict: warning: {warnings[0]}\n" and out.startswith(f"{image}: 3 (")
 
 
-def test_a_damaged_run_folder_is_one_line(tmp_path, run_dir):
+def test_the_command_in_a_real_process(tmp_path, run_dir):
+    """The one real `python -m kerastl.predict` (the checks above call its main in this process): a
+    bare model, so its warning goes to stderr too, and the console script points at the same code."""
+    import shutil
+
+    image = draw_digit(tmp_path / "three.png", "3", 120, True)
+    shutil.copy(run_dir / "model.keras", tmp_path / "m.keras")
+    result = run_module("kerastl.predict", str(tmp_path / "m.keras"), str(image), "--json", env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["results"] == kerastl.predict(tmp_path / "m.keras", [image], warn=lambda _: None)
+    kerastl_lines = [line for line in result.stderr.splitlines() if line.startswith("kerastl")]  # not TensorFlow's
+    assert kerastl_lines == [f"kerastl.predict: warning: no labels.txt or config.yaml beside {tmp_path / 'm.keras'}: "
+                             "labelling the classes as the digits 0-9"]
+    assert 'kerastl-predict = "kerastl.prediction:cli"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_a_damaged_run_folder_is_one_line(tmp_path, run_dir, capsys):
     import shutil
 
     image = draw_digit(tmp_path / "three.png", "3", 120, True)
     damaged = tmp_path / "run"
     shutil.copytree(run_dir, damaged, ignore=shutil.ignore_patterns("export"))
     (damaged / "config.yaml").write_text("dataset: [mnist\n")
-    result = run_predict_cli(str(damaged), str(image))
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert f"config {damaged / 'config.yaml'} is not valid YAML" in result.stderr
+    code, out, err = _predict([str(damaged), str(image)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"config {damaged / 'config.yaml'} is not valid YAML" in err
     (damaged / "model.keras").unlink()
     (damaged / "config.yaml").write_text("mode: mlp\ndataset: mnist\n")
-    result = run_predict_cli(str(damaged), str(image))
-    assert result.returncode == 2 and "has no model.keras: the run has not finished" in result.stderr
+    code, out, err = _predict([str(damaged), str(image)], capsys)
+    assert code == 2 and "has no model.keras: the run has not finished" in err

@@ -31,6 +31,7 @@ FINETUNE_CPU = {
 }
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("mode, table", [("cnn", CNN), ("finetune", FINETUNE_CPU)])
 @pytest.mark.parametrize("images", [40, 400, 4000, 54000])
 def test_schedule_arithmetic(mode, table, images):
@@ -45,6 +46,7 @@ def test_schedule_arithmetic(mode, table, images):
         assert n * per_epoch >= schedule.target_steps(config, stage) or n == 10 or n == config["max_epochs"]
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("mode", ["mlp", "cnn", "feature", "finetune", "partial", "pretrain"])
 @pytest.mark.parametrize("accelerator", [False, True])
 def test_the_full_training_split_keeps_its_recipe(mode, accelerator):
@@ -53,6 +55,7 @@ def test_the_full_training_split_keeps_its_recipe(mode, accelerator):
     assert sized == config and what.sized == () and not what.small
 
 
+@pytest.mark.backend_independent
 def test_given_flags_win_over_the_sizing():
     config, sized = _sized("finetune", 40, batch_size=128, epochs=5, img_size=48)
     assert config["given"] == ["batch_size", "epochs", "img_size"]
@@ -63,6 +66,7 @@ def test_given_flags_win_over_the_sizing():
     assert "kept as you set them: batch_size, epochs, img_size" in schedule.describe(sized, config, False)
 
 
+@pytest.mark.backend_independent
 def test_min_steps_zero_turns_the_sizing_off_and_max_epochs_caps():
     config, sized = _sized("finetune", 40, min_steps=0)
     assert sized.sized == () and (config["batch_size"], config["img_size"], config["epochs"]) == (128, 40, 5)
@@ -70,6 +74,7 @@ def test_min_steps_zero_turns_the_sizing_off_and_max_epochs_caps():
     assert config["epochs"] == 3 and config["batch_size"] == 16
 
 
+@pytest.mark.backend_independent
 def test_an_own_config_file_is_taken_as_written(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("epochs: 3\nbatch_size: 64\ncpu:\n  img_size: 48\n")
@@ -99,6 +104,7 @@ def test_a_40_image_run_takes_at_least_min_steps(tmp_path):
     assert run.config["batch_size"] == 16 and run.config["given"] == ["limit", "output_dir", "run_name", "seed", "test_limit"]
 
 
+@pytest.mark.backend_independent
 def test_the_study_asks_fit_for_no_recipe_of_its_own(tmp_path):
     data_budget = {"seed", "per_class", "test_limit", "max_epochs"}
     contender = {"backbone", "img_size", "dataset", "weights"}  # which network and starting weights
@@ -117,6 +123,7 @@ def test_the_study_asks_fit_for_no_recipe_of_its_own(tmp_path):
     assert (n10.config["batch_size"], n10.config["epoch_passes"], n10.config["img_size"], n10.config["epochs"]) == (16, 6, 96, 9)
 
 
+@pytest.mark.backend_independent
 def test_augmentation_follows_the_data():
     """On for small MNIST sets, off for other data (it was tuned on digits), on again when asked."""
     assert _sized("mlp", 90)[0]["augment"] is True and _sized("mlp", 54000)[0]["augment"] is False

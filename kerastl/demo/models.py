@@ -28,7 +28,7 @@ class DemoModel:
 
     name: str
     title: str
-    classifier: object  # kerastl.predict.Classifier
+    classifier: object  # kerastl.prediction.Classifier
 
     def describe(self) -> dict:
         return {"name": self.name, "title": self.title, "labels": list(self.classifier.labels)}
@@ -103,7 +103,7 @@ def models_to_show(paths: list[str | Path]) -> list[tuple[Path, str]]:
 
 
 def load_models(chosen: list[tuple[Path, str]], warn: Log = print) -> list[DemoModel]:
-    from kerastl.predict import load_classifier
+    from kerastl.prediction import load_classifier
 
     names = _unique_names([path for path, _ in chosen])
     return [DemoModel(name, title, load_classifier(path, warn)) for name, (path, title) in zip(names, chosen)]
@@ -122,7 +122,7 @@ def classify(models: list[DemoModel], image: bytes) -> list[dict]:
     """Every model's top classes for one picture (PNG, JPEG, ... bytes), each with the input
     pixels it saw as a PNG data URL, or the reason it could not read the picture."""
     from kerastl.digit_image import ImageError
-    from kerastl.predict import top_classes
+    from kerastl.prediction import top_classes
 
     with tempfile.TemporaryDirectory(prefix="kerastl-demo-") as folder:
         path = Path(folder) / "picture"
