@@ -237,14 +237,10 @@ def find_for_stage(model: keras.Model, stage: str, x, y, config: dict, run_dir: 
 
 
 def configured_rate(mode: str, key: str) -> float | None:
-    """The rate the mode's packaged config sets for `key` (lr/10 for an unset finetune_lr), for the figure."""
-    from kerastl.config import CONFIG_DIR, DEFAULTS, read_yaml
+    """The rate the mode's packaged config sets for `key` (resolved as a run without flags would be), for the figure."""
+    from kerastl.config import resolve
 
-    path = CONFIG_DIR / f"{mode}.yaml"
-    recipe = {**DEFAULTS, **(read_yaml(path) if path.is_file() else {})}
-    value = recipe.get(key)
-    if key == "finetune_lr" and value is None and isinstance(recipe.get("lr"), (int, float)):
-        value = recipe["lr"] / 10
+    value = resolve(mode, None, {}, accelerator=False)[key]
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
