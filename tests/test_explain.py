@@ -13,7 +13,7 @@ import kerastl
 from kerastl import runs
 from kerastl.backbones import backbone_blocks, backbone_spec, build_backbone
 from kerastl.cli import run_cli
-from kerastl.explanation import Budget, command as explain_cli, contenders, figures, occlusion, probe, report
+from kerastl.explanation import Budget, command as explain_cli, contenders, figures, job as job_module, occlusion, probe, report
 from kerastl.layers import BN_MOMENTUM
 from tests.conftest import write_run
 
@@ -269,3 +269,25 @@ def test_the_command_line_in_a_real_process_is_light_and_one_line_on_error(tmp_p
     bad = run_module("kerastl.explain", "--backbone", "vgg99", "--output-dir", str(tmp_path / "out"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown backbone 'vgg99'" in bad.stderr, bad.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_named_budget_shrinks_to_a_small_folder(tmp_path):
+    """The quick budget asks for 1,000 / 2,000 images; a folder of 6 a class gets what it has, and says so."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("dark", "light"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(6):
+            level = 40 if name == "dark" else 210
+            pixels = np.clip(level + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i}.png")
+    said = []
+    job = job_module.resolve(None, dataset=str(tmp_path / "data"), budget="quick", output_dir=tmp_path / "out")
+    data = job_module.load_data(job, said.append)
+    assert (job.budget.train_images, job.budget.test_images) == (len(data.y_train), len(data.y_test))
+    assert 0 < len(data.y_test) < len(data.y_train) < 12
+    assert any("smaller than the quick budget" in line for line in said)
+    given = job_module.resolve(None, dataset=str(tmp_path / "data"), budget="quick", output_dir=tmp_path / "out", train_images=500)
+    with pytest.raises(kerastl.UserError, match="use --train-images"):
+        job_module.load_data(given, said.append)

@@ -32,11 +32,12 @@ class Budget:
     mistakes: int  # saliency: the most confident mistakes shown
     correct: int  # saliency: correct images shown
     check_min_steps: int  # optimiser steps a stage of the partial check run takes at least (0: no check)
+    fits_to_data: bool = False  # a named budget's image counts shrink to a smaller dataset; numbers the user gave do not
 
 
 BUDGETS = {
-    "quick": Budget("quick", 1000, 2000, 64, 1000, 6, 4, 300),
-    "full": Budget("full", 5000, 10000, 96, 2000, 12, 6, 1200),
+    "quick": Budget("quick", 1000, 2000, 64, 1000, 6, 4, 300, fits_to_data=True),
+    "full": Budget("full", 5000, 10000, 96, 2000, 12, 6, 1200, fits_to_data=True),
 }
 
 
@@ -99,7 +100,8 @@ def _budget(budget: str | Budget, train_images: int | None, test_images: int | N
     for flag, value in (("--train-images", train_images), ("--test-images", test_images)):
         if value is not None and value < 1:
             raise UserError(f"{flag} {value}: must be at least 1")
-    return replace(chosen, train_images=train_images or chosen.train_images, test_images=test_images or chosen.test_images)
+    return replace(chosen, train_images=train_images or chosen.train_images, test_images=test_images or chosen.test_images,
+                   fits_to_data=chosen.fits_to_data and train_images is None and test_images is None)
 
 
 def _transfer_run(run_dir) -> runs.Run:
@@ -138,8 +140,9 @@ class ProbeData:
 
 def load_data(job: Job, log: Log) -> ProbeData:
     """The probe's images: `train_images` from the training split, balanced over the classes and
-    seeded, and the first `test_images` of the test split (the run's own test images, given a run);
-    a budget larger than the data is a UserError."""
+    seeded, and the first `test_images` of the test split (the run's own test images, given a run).
+    A named budget shrinks to a smaller dataset (job.budget then holds the numbers used); numbers
+    the user gave that the data cannot meet are a UserError."""
     from kerastl.data import load_data as load_dataset
     from kerastl.data import make_splits
 
@@ -150,6 +153,12 @@ def load_data(job: Job, log: Log) -> ProbeData:
     arrays, info, _ = load_dataset(config, log)
     budget = job.budget
     classes, counts = np.unique(arrays["y_train"], return_counts=True)
+    if budget.fits_to_data:  # a small folder: as many images as every class has, said in the log
+        fitted = min(budget.train_images, int(counts.min()) * len(classes)), min(budget.test_images, len(arrays["y_test"]))
+        if fitted != (budget.train_images, budget.test_images):
+            log(f"explain: {Path(job.dataset).name} is smaller than the {budget.name} budget: probing {fitted[0]:,} training "
+                f"and {fitted[1]:,} test images")
+            budget = job.budget = replace(budget, train_images=fitted[0], test_images=fitted[1])
     per_class = -(-budget.train_images // len(classes))
     if per_class > counts.min():
         most = int(counts.min()) * len(classes)
