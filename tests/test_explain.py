@@ -271,6 +271,7 @@ def test_the_command_line_in_a_real_process_is_light_and_one_line_on_error(tmp_p
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.backend_independent
 def test_a_named_budget_shrinks_to_a_small_folder(tmp_path):
     """The quick budget asks for 1,000 / 2,000 images; a folder of 6 a class gets what it has, and says so."""
     from PIL import Image
