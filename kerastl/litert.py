@@ -95,10 +95,6 @@ class LiteRTModel:
         outputs = [self._invoke(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
         return np.concatenate(outputs) if outputs else np.zeros((0, self.output["shape"][-1]), np.float32)
 
-    def median_latency_ms(self, image: np.ndarray, repeats: int = 200) -> float:
-        """Median wall time of one single-image call (quantization included), after a warm-up call."""
-        return median_latency_ms(lambda: self._invoke(image[None]), repeats)
-
 
 def median_latency_ms(call, repeats: int = 200) -> float:
     """Median milliseconds of `call()` over `repeats` calls, after one warm-up call."""

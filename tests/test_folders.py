@@ -31,12 +31,29 @@ def shapes(tmp_path_factory) -> Path:
 
 # Training, export and predict
 
+EXPORTED = ("cnn", "finetune")  # trained with --export: the export tests read the same runs
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory, shapes):
+    """`fit --mode MODE` on the shapes folder, run once per mode for this module, by the first test
+    that asks (with that test's capsys): (exit code, stdout, stderr, run folder)."""
+    done = {}
+
+    def run(mode: str, capsys):
+        if mode not in done:
+            out = tmp_path_factory.mktemp(mode)
+            argv = ["--mode", mode, "--dataset", str(shapes), "--output-dir", str(out), "--run-name", "r", *TINY]
+            done[mode] = (*_fit(argv + (["--export"] if mode in EXPORTED else []), capsys), out / "r")
+        return done[mode]
+
+    return run
+
 
 @pytest.mark.parametrize("mode", ["mlp", "cnn", "feature", "finetune", "partial", "pretrain"])
-def test_every_mode_trains_on_an_image_folder(tmp_path, capsys, shapes, mode):
-    code, out, err = _fit(["--mode", mode, "--dataset", str(shapes), "--output-dir", str(tmp_path), "--run-name", "r", *TINY], capsys)
+def test_every_mode_trains_on_an_image_folder(capsys, folder_run, mode):
+    code, out, err, run = folder_run(mode, capsys)
     assert code == 0, err
-    run = tmp_path / "r"
     metrics = json.loads((run / "metrics.json").read_text())
     # 12 images per class: 1 test, 1 validation, 10 train (the broken PNG is skipped and counted)
     assert (metrics["train_images"], metrics["validation_images"], metrics["test_images"]) == (30, 3, 3)
@@ -50,12 +67,12 @@ def test_every_mode_trains_on_an_image_folder(tmp_path, capsys, shapes, mode):
     assert not (run / "backup").exists()  # the image cache went with the resume state
 
 
-@pytest.mark.parametrize("mode", ["cnn", "finetune"])
-def test_a_folder_run_exports_with_its_labels_and_predicts_class_names(tmp_path, capsys, shapes, mode):
-    argv = ["--mode", mode, "--dataset", str(shapes), "--output-dir", str(tmp_path), "--run-name", "r", "--export", *TINY]
-    code, out, err = _fit(argv, capsys)
+@pytest.mark.parametrize("mode", EXPORTED)
+def test_a_folder_run_exports_with_its_labels_and_predicts_class_names(capsys, shapes, folder_run, mode):
+    code, out, err, run = folder_run(mode, capsys)
     assert code == 0, err
-    export = tmp_path / "r" / "export"
+    assert f"exported to {run / 'export'}" in out
+    export = run / "export"
     assert (export / "labels.txt").read_text().split() == list(SHAPES)
     report = json.loads((export / "export_report.json").read_text())
     assert report["labels"] == list(SHAPES) and report["test_images"] == 3

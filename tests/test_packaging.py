@@ -49,3 +49,17 @@ def test_run_backends_leaves_backend_independent_tests_to_the_first_backend():
     assert pytest_args(["-x"], first=False) == ["-x", "-m", "not backend_independent"]
     assert pytest_args(["-m", "not slow", "-x"], first=False) == ["-m", "(not slow) and not backend_independent", "-x"]
     assert '"backend_independent: ' in (ROOT / "pyproject.toml").read_text()  # registered, so a typo in a mark is caught
+
+
+def test_run_backends_runs_one_worker_per_core_and_caches_jax_compilations(monkeypatch):
+    from tests.run_backends import MAX_WORKERS, session_env, worker_args
+
+    assert worker_args([], cpus=2) == ["-n", "2", "--dist", "loadfile"]  # files, not tests: module fixtures built once
+    assert worker_args(["-x"], cpus=64) == ["-n", str(MAX_WORKERS), "--dist", "loadfile"] and MAX_WORKERS == 4
+    assert worker_args([], cpus=1) == [] and worker_args(["-n", "0"], cpus=2) == [] and worker_args(["-p", "no:xdist"], cpus=2) == []
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    jax = session_env("jax", "/tmp/cache")
+    assert jax["KERAS_BACKEND"] == "jax" and jax["JAX_COMPILATION_CACHE_DIR"] == "/tmp/cache"
+    assert jax["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"  # every compilation, however short (JAX: 1 s and up)
+    torch = session_env("torch", "/tmp/cache")
+    assert torch["KERAS_BACKEND"] == "torch" and "JAX_COMPILATION_CACHE_DIR" not in torch
