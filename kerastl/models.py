@@ -30,9 +30,14 @@ class TransferModel(NamedTuple):
 
 
 def _head_layers(dropout: float, classes: int) -> list[layers.Layer]:
-    """The new head: dropout, `Dense(classes)` logits, softmax kept in float32 under mixed precision."""
-    dense = [layers.Dense(classes, name="classifier"), layers.Activation("softmax", dtype="float32", name="probabilities")]
-    return ([layers.Dropout(dropout, name="head_dropout")] if dropout else []) + dense
+    """The new head: dropout, `Dense(classes)` logits, softmax kept in float32 under mixed precision.
+
+    Made in that order on purpose: each layer draws its seed (Dropout's mask generator, Dense's
+    initializer) from the global seed as it is constructed, so constructing Dense first swaps the
+    two and a seeded run follows another path (it did: the README's command gave 99.17 % instead
+    of 99.33 % until the order was restored)."""
+    stack = [layers.Dropout(dropout, name="head_dropout")] if dropout else []
+    return stack + [layers.Dense(classes, name="classifier"), layers.Activation("softmax", dtype="float32", name="probabilities")]
 
 
 def _classifier(x, dropout: float, classes: int):
