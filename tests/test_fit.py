@@ -50,12 +50,14 @@ def test_finetune_short_run_learns(tmp_path, capsys):
 
 
 def test_feature_mode_trains_the_head_on_cached_features(tmp_path, capsys):
-    # 3 epochs: fewer than patience + 1, so early stopping cannot end the stage sooner
-    argv = ["--mode", "feature", "--img-size", "32", "--epochs", "3", "--lr", "0.01", "--output-dir", str(tmp_path), "--run-name", "fe", *QUICK]
+    # 3 epochs: fewer than patience + 1, so early stopping cannot end the stage sooner. 2,000 images, not
+    # QUICK's 600: on 600 the head reached 0.45-0.59 depending on the backend and the seeds' order
+    argv = ["--mode", "feature", "--img-size", "32", "--epochs", "3", "--lr", "0.01", "--output-dir", str(tmp_path), "--run-name", "fe",
+            *QUICK, "--limit", "2000"]
     code, out, err = _fit(argv, capsys)
     assert code == 0, err
     metrics = json.loads((tmp_path / "fe" / "metrics.json").read_text())
-    assert metrics["test_accuracy"] > 0.45, metrics  # measured 0.587 TensorFlow, 0.513 JAX, 0.530 PyTorch (32 px, 3 head epochs)
+    assert metrics["test_accuracy"] > 0.60, metrics  # measured 0.707 TensorFlow, 0.693 JAX, 0.713 PyTorch (32 px, 3 head epochs)
     assert metrics["epochs_run"] == {"head": 3} and len(metrics["epoch_seconds"]["head"]) == 3
     assert metrics["stage_seconds"]["feature_extraction"] > 0
     assert out.count("backbone features computed once") == 1
