@@ -14,6 +14,7 @@ servers and Python. Every LiteRT file takes what apps deliver, RGB pixels [batch
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -138,8 +139,6 @@ def export_tflite(source: Path, path: Path, variant: str, calibration=None, int8
 def convert_all(model, folder: Path, formats: Sequence[str], quantize: Sequence[str], calibration, int8_io: str,
                 log: Log = print) -> None:
     """Write the SavedModel and every LiteRT variant into `folder`; ExportFailed names the one that failed."""
-    import tempfile
-
     if "saved_model" in formats:
         log("export: SavedModel")
         _convert("SavedModel", export_saved_model, model, folder / SAVED_MODEL)
