@@ -38,17 +38,6 @@ def test_mlp_run_learns_and_writes_the_run_folder(tmp_path, capsys):
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
 
 
-def test_finetune_short_run_learns(tmp_path, capsys):
-    argv = ["--mode", "finetune", "--img-size", "32", "--head-epochs", "1", "--epochs", "2", "--batch-size", "32", "--lr", "0.01",
-            "--output-dir", str(tmp_path), "--run-name", "ft", *QUICK]
-    code, out, err = _fit(argv, capsys)
-    assert code == 0, err
-    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
-    assert metrics["test_accuracy"] > 0.72, metrics  # measured 0.810 TensorFlow, 0.873 JAX, 0.837 PyTorch
-    assert metrics["img_size"] == 32 and metrics["weights"] == "imagenet"
-    assert set(metrics["epochs_run"]) == {"head", "finetune"}
-
-
 def test_feature_mode_trains_the_head_on_cached_features(tmp_path, capsys):
     # 3 epochs: fewer than patience + 1, so early stopping cannot end the stage sooner. 2,000 images, not
     # QUICK's 600: on 600 the head reached 0.45-0.59 depending on the backend and the seeds' order
@@ -138,7 +127,9 @@ class InterruptInSecondStage(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_resume_in_the_second_stage_keeps_the_first(tmp_path, capsys):
+def test_resume_in_the_second_stage_keeps_the_first_and_the_run_learns(tmp_path, capsys):
+    """A fine-tuning run interrupted in its second stage, then finished by `fit --resume`: the
+    finished head stage is kept, and the whole run is the short fine-tuning run that must learn."""
     argv = ["--mode", "finetune", "--img-size", "32", "--head-epochs", "2", "--epochs", "2", "--batch-size", "32",
             "--output-dir", str(tmp_path), "--run-name", "ft", *QUICK]
     options = {name: getattr(fit.parse_args(argv), name) for name in OPTIONS}
@@ -153,6 +144,7 @@ def test_resume_in_the_second_stage_keeps_the_first(tmp_path, capsys):
     assert metrics["epochs_run"] == {"head": 2, "finetune": 2}
     assert metrics["epoch_seconds"]["head"] == head["finished"]["epoch_seconds"]
     assert len(_history(tmp_path / "ft")) == 4
+    assert metrics["img_size"] == 32 and metrics["weights"] == "imagenet"
     assert metrics["test_accuracy"] > 0.70, metrics  # measured 0.867 TensorFlow, 0.793 JAX, 0.787 PyTorch
 
 
@@ -256,7 +248,9 @@ def test_command_line_exit_codes_in_a_real_process(tmp_path):
 
 def test_pretrain_then_transfer_with_the_saved_backbone(tmp_path, capsys):
     """The offline ResNet-18 loop: pretrain on one dataset, fine-tune from those weights with --weights."""
-    common = ["--backbone", "resnet18", "--img-size", "32", "--epochs", "1", "--output-dir", str(tmp_path), *QUICK]
+    # no accuracy is asserted, so the smallest data that gives both runs full batches (200, not QUICK's 600)
+    common = ["--backbone", "resnet18", "--img-size", "32", "--epochs", "1", "--output-dir", str(tmp_path),
+              "--limit", "200", "--test-limit", "100", "--seed", "0", "--min-steps", "0"]
     code, out, err = _fit(["--mode", "pretrain", "--dataset", "mnist", "--run-name", "pre", *common], capsys)
     assert code == 0, err
     weights = tmp_path / "pre" / "backbone.weights.h5"
