@@ -10,21 +10,6 @@ import kerastl  # noqa: F401  first: it sets OMP_WAIT_POLICY before a test modul
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The test files that train the most, slowest first (tests/run_backends.py --durations=0, summed per
-# file over the three backends). The suite runs them first: tests/run_backends.py hands files to its
-# workers in this order, so the last file to start is a short one. Only the suite's speed depends
-# on this list; a file not named keeps its place after them.
-SLOWEST_FILES = (
-    "test_folders.py", "test_fit.py", "test_explain.py", "test_export.py", "test_app_export.py", "test_compare.py",
-    "test_lr_find.py", "test_demo_browser.py", "test_distribute.py", "test_backbones.py", "test_transfer.py",
-    "test_resume_kill.py", "test_predict.py", "test_schedule.py", "test_api.py", "test_quiet.py",
-)
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # a stable sort: within a file, its own order
-
 
 @pytest.fixture(scope="session")
 def mnist():

@@ -11,9 +11,6 @@ builds or runs a model on the current backend stays unmarked and runs under all 
 Each session runs its test files on several worker processes (pytest-xdist, `--dist loadfile`, so a
 file's module fixtures are built once): one per CPU core, at most 4. Most tests keep one core busy
 (small models, Python-bound steps, subprocesses), so on 2 cores two workers nearly halve the time.
-The files are handed out in collection order (`--no-loadscope-reorder`; xdist would otherwise start
-the files with the most tests first), which tests/conftest.py sorts slowest first, so that no
-worker is left with a long file after the others have finished.
 Pass your own `-n` (e.g. `-n 0` for one process) to override. JAX sessions share a persistent XLA
 compilation cache in a fresh temporary folder (removed afterwards, so every run starts cold): the
 same model compiled again by a later test is read back instead of recompiled.
@@ -38,7 +35,7 @@ def worker_args(args: list[str], cpus: int | None = None) -> list[str]:
     if any(a.startswith(("-n", "--numprocesses")) or a == "no:xdist" for a in args):
         return []
     n = min(cpus or os.cpu_count() or 1, MAX_WORKERS)
-    return ["-n", str(n), "--dist", "loadfile", "--no-loadscope-reorder"] if n > 1 else []
+    return ["-n", str(n), "--dist", "loadfile"] if n > 1 else []
 
 
 def pytest_args(args: list[str], first: bool) -> list[str]:

@@ -54,9 +54,8 @@ def test_run_backends_leaves_backend_independent_tests_to_the_first_backend():
 def test_run_backends_runs_one_worker_per_core_and_caches_jax_compilations(monkeypatch):
     from tests.run_backends import MAX_WORKERS, session_env, worker_args
 
-    # files, not tests (module fixtures built once), in conftest's order (slowest first)
-    assert worker_args([], cpus=2) == ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
-    assert worker_args(["-x"], cpus=64)[:2] == ["-n", str(MAX_WORKERS)] and MAX_WORKERS == 4
+    assert worker_args([], cpus=2) == ["-n", "2", "--dist", "loadfile"]  # files, not tests: module fixtures built once
+    assert worker_args(["-x"], cpus=64) == ["-n", str(MAX_WORKERS), "--dist", "loadfile"] and MAX_WORKERS == 4
     assert worker_args([], cpus=1) == [] and worker_args(["-n", "0"], cpus=2) == [] and worker_args(["-p", "no:xdist"], cpus=2) == []
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     jax = session_env("jax", "/tmp/cache")
