@@ -145,7 +145,7 @@ def test_resume_in_the_second_stage_keeps_the_first_and_the_run_learns(tmp_path,
     assert metrics["epoch_seconds"]["head"] == head["finished"]["epoch_seconds"]
     assert len(_history(tmp_path / "ft")) == 4
     assert metrics["img_size"] == 32 and metrics["weights"] == "imagenet"
-    assert metrics["test_accuracy"] > 0.70, metrics  # measured 0.867 TensorFlow, 0.793 JAX, 0.787 PyTorch
+    assert metrics["test_accuracy"] > 0.70, metrics  # measured 0.810 TensorFlow, 0.813 JAX, 0.760 PyTorch (300 test images)
 
 
 def test_resume_refuses_other_flags_and_a_live_run(tmp_path, capsys):
