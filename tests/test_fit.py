@@ -16,7 +16,13 @@ from kerastl.data import make_splits
 from kerastl.errors import RunInterrupted
 from tests.conftest import ROOT, backend, run_fit, run_module
 
-QUICK = ["--limit", "600", "--test-limit", "300", "--seed", "0", "--min-steps", "0"]  # a fixed schedule (test_schedule.py sizes them)
+
+def quick(limit: int = 600, test_limit: int = 300) -> list[str]:
+    """A small seeded slice with a fixed schedule (test_schedule.py tests the sized ones)."""
+    return ["--limit", str(limit), "--test-limit", str(test_limit), "--seed", "0", "--min-steps", "0"]
+
+
+QUICK = quick()
 
 
 _fit = run_fit  # python -m kerastl.fit, in this process
@@ -42,7 +48,7 @@ def test_feature_mode_trains_the_head_on_cached_features(tmp_path, capsys):
     # 3 epochs: fewer than patience + 1, so early stopping cannot end the stage sooner. 2,000 images, not
     # QUICK's 600: on 600 the head reached 0.45-0.59 depending on the backend and the seeds' order
     argv = ["--mode", "feature", "--img-size", "32", "--epochs", "3", "--lr", "0.01", "--output-dir", str(tmp_path), "--run-name", "fe",
-            *QUICK, "--limit", "2000"]
+            *quick(limit=2000)]
     code, out, err = _fit(argv, capsys)
     assert code == 0, err
     metrics = json.loads((tmp_path / "fe" / "metrics.json").read_text())
@@ -248,9 +254,8 @@ def test_command_line_exit_codes_in_a_real_process(tmp_path):
 
 def test_pretrain_then_transfer_with_the_saved_backbone(tmp_path, capsys):
     """The offline ResNet-18 loop: pretrain on one dataset, fine-tune from those weights with --weights."""
-    # no accuracy is asserted, so the smallest data that gives both runs full batches (200, not QUICK's 600)
-    common = ["--backbone", "resnet18", "--img-size", "32", "--epochs", "1", "--output-dir", str(tmp_path),
-              "--limit", "200", "--test-limit", "100", "--seed", "0", "--min-steps", "0"]
+    # no accuracy is asserted, so 200 images (not QUICK's 600): still a full batch of 128 in every stage
+    common = ["--backbone", "resnet18", "--img-size", "32", "--epochs", "1", "--output-dir", str(tmp_path), *quick(limit=200, test_limit=100)]
     code, out, err = _fit(["--mode", "pretrain", "--dataset", "mnist", "--run-name", "pre", *common], capsys)
     assert code == 0, err
     weights = tmp_path / "pre" / "backbone.weights.h5"
