@@ -33,10 +33,10 @@ def write_folder(root: Path, count: int) -> Path:
     """The first `count` Fashion-MNIST training images as PNG files, class-balanced by their order."""
     from PIL import Image
 
-    from kerastl.data import CLASS_NAMES, load_arrays
+    from kerastl.data import DATASETS, load_arrays
 
     arrays = load_arrays("fashion_mnist", log=lambda _: None)
-    names = [name.replace("/", "-") for name in CLASS_NAMES["fashion_mnist"]]
+    names = [name.replace("/", "-") for name in DATASETS["fashion_mnist"].class_names]
     for name in names:
         (root / name).mkdir(parents=True, exist_ok=True)
     for i in range(count):

@@ -63,7 +63,7 @@ def runs_for(case: str, seeds: list[int], folder: Path | None) -> list[tuple[str
         return [(case, m, 0, {"dataset": str(folder), **extra}) for m in ("finetune", "cnn")]
     if case == "folder40-levers":
         return [(case, m, 0, {"dataset": str(folder), **extra})
-                for m, extra in (("cnn", {"image_size": 48}), ("cnn", {"epochs": 36}), ("finetune", {"label_smoothing": 0.0}))]
+                for m, extra in (("cnn", {"stored_size": 48}), ("cnn", {"epochs": 36}), ("finetune", {"label_smoothing": 0.0}))]
     if case == "fashion-full-aug":
         return [(case, "cnn", 0, {"dataset": "fashion_mnist", "augment": a}) for a in (True, False)]
     raise SystemExit(f"unknown case {case!r}; choose from {', '.join(CASES)}")

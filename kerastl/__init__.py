@@ -31,7 +31,7 @@ __all__ = ["Run", "UserError", "compare", "explain", "export_run", "load_run", "
 
 # name -> the module that defines it. A command's entry module (kerastl/predict.py, kerastl/compare.py)
 # shares the function's name and is never imported: importing it would rebind the package attribute.
-_LAZY = {"run": "kerastl.api", "Run": "kerastl.runs", "load_run": "kerastl.runs", "export_run": "kerastl.export",
+_LAZY = {"run": "kerastl.api", "Run": "kerastl.finished_run", "load_run": "kerastl.finished_run", "export_run": "kerastl.export",
          "compare": "kerastl.study", "explain": "kerastl.explanation", "lr_find": "kerastl.lr_finder", "predict": "kerastl.prediction"}
 
 

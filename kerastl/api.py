@@ -12,17 +12,18 @@ mistake raises kerastl.UserError (the command prints it on one line and exits wi
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Iterator, Sequence
 
 from kerastl import runs
-from kerastl.config import DEFAULTS, OPTIONS, SCHEMA, resolve_run_config
+from kerastl.config import DEFAULTS, OPTIONS, SCHEMA, renamed, resolve_run_config
 from kerastl.errors import RunInterrupted, UserError
+from kerastl.finished_run import Run
+from kerastl.log import Log
 
 DEFAULT_MODE = "finetune"
 ALLOWED_WITH_RESUME = ("output_dir", "run_name")  # they find the run; everything else is recorded in it
-
-Log = Callable[[str], None]
 
 
 def run(
@@ -33,7 +34,7 @@ def run(
     callbacks: Sequence[Any] = (),
     log: Log = print,
     **options: Any,
-) -> runs.Run:
+) -> Run:
     """Train `mode` (default finetune) and write its run folder; returns the finished Run.
 
     `options` are the flags of `python -m kerastl.fit` with underscores (listed below, from
@@ -45,6 +46,7 @@ def run(
     in the arguments or files (an unknown option too), and kerastl.errors.RunInterrupted (a
     KeyboardInterrupt) on Ctrl-C.
     """
+    options = renamed(options, warn=lambda line: log(f"kerastl.run: warning: {line}"), origin="kerastl.run")
     return run_with_options(mode, config, {**dict.fromkeys(OPTIONS), **options}, resume, callbacks, log, origin="kerastl.run")
 
 
@@ -54,14 +56,31 @@ run.__doc__ += "\n    Options:\n" + "".join(f"        {name}: {SCHEMA[name].mean
 def run_with_options(
     mode: str | None, config_path: str | Path | None, options: dict[str, Any], resume: bool = False,
     callbacks: Sequence[Any] = (), log: Log = print, origin: str = "command line",
-) -> runs.Run:
-    """`run`, with the options as a dict (None: not given); `origin` names them in messages."""
+) -> Run:
+    """`run`, with the options as a dict (None: not given); `origin` names them in messages.
+
+    A new run is resolved and prepared (data loaded, schedule sized, config frozen) before its
+    folder is made, so config.yaml is written once with what the run will do; a resumed run is
+    prepared from the config.yaml it recorded."""
     from kerastl import distribute, runtime  # imports Keras
 
     distribute.connect_processes()  # several hosts (JAX): before anything starts the devices
     has_accelerator = runtime.accelerator() is not None
-    config, run_dir = _run_folder(mode, config_path, options, resume, has_accelerator, origin)
-    result = _train_locked(run_dir, config, mode, resume, has_accelerator, callbacks, log)
+    if resume:
+        _refuse_options_with_resume(config_path, options, origin)
+        run_dir = runs.find_resumable(options["output_dir"] or DEFAULTS["output_dir"], options["run_name"], mode or DEFAULT_MODE)
+        with runs.lock(run_dir):
+            config = _recorded_config(run_dir, mode)
+            log(f"kerastl: resuming {run_dir} with its recorded config")
+            with _kept_for_resume(run_dir, config["mode"]):
+                result = _train(run_dir, _prepare(config, has_accelerator, log, recorded=True), callbacks, log)
+    else:
+        config = resolve_run_config(mode or DEFAULT_MODE, config_path, options, has_accelerator, origin)
+        prepared = _prepare(config, has_accelerator, log)
+        run_dir = runs.create_run_dir(config["output_dir"], config["run_name"], config["mode"], config["dataset"])
+        with runs.lock(run_dir), _removed_on_mistake(run_dir), _kept_for_resume(run_dir, config["mode"]):
+            runs.write_config(run_dir, prepared.config)  # first, and once: a resume continues with it
+            result = _train(run_dir, prepared, callbacks, log)
     metrics = result.metrics
     log(
         f"done: {result.config['mode']} test accuracy {100 * metrics['test_accuracy']:.2f} % "
@@ -74,37 +93,42 @@ def run_with_options(
     return result
 
 
-def _run_folder(mode, config_path, options, resume: bool, has_accelerator: bool, origin: str) -> tuple[dict | None, Path]:
-    """(the resolved config, a new run folder), or (None, the interrupted run to continue)."""
-    if resume:
-        _refuse_options_with_resume(config_path, options, origin)
-        output_dir = options["output_dir"] or DEFAULTS["output_dir"]
-        return None, runs.find_resumable(output_dir, options["run_name"], mode or DEFAULT_MODE)
-    config = resolve_run_config(mode or DEFAULT_MODE, config_path, options, has_accelerator, origin)
-    return config, runs.create_run_dir(config["output_dir"], config["run_name"], config["mode"], config["dataset"])
+def _prepare(config, has_accelerator: bool, log: Log, recorded: bool = False):
+    """kerastl.train.prepare: the data, the devices and the schedule; the config frozen."""
+    from kerastl import runtime
+    from kerastl.train import prepare
+
+    advice = runtime.cpu_backend_advice(config["mode"], has_accelerator)
+    if advice:
+        log(advice)
+    return prepare(config, has_accelerator, log, recorded)
 
 
-def _train_locked(run_dir: Path, config, mode, resume: bool, has_accelerator: bool, callbacks, log) -> runs.Run:
-    """Train holding the folder's lock; a mistake removes a new run's folder, Ctrl-C keeps it."""
-    from kerastl import distribute, runtime
+def _train(run_dir: Path, prepared, callbacks, log: Log) -> Run:
+    from kerastl import distribute
     from kerastl.train import train
 
+    with distribute.distributed(prepared.placement):
+        return train(prepared, run_dir, log, callbacks)
+
+
+@contextlib.contextmanager
+def _removed_on_mistake(run_dir: Path) -> Iterator[None]:
+    """A new run that stops on a user's mistake leaves no folder behind."""
     try:
-        with runs.lock(run_dir):
-            if resume:
-                config = _recorded_config(run_dir, mode)
-                log(f"kerastl: resuming {run_dir} with its recorded config")
-            advice = runtime.cpu_backend_advice(config["mode"], has_accelerator)
-            if advice:
-                log(advice)
-            with distribute.distributed(config, has_accelerator, log):
-                return train(config, run_dir, has_accelerator, log, callbacks)
+        yield
     except UserError:
-        if not resume:
-            runs.remove_run(run_dir)
+        runs.remove_run(run_dir)
         raise
+
+
+@contextlib.contextmanager
+def _kept_for_resume(run_dir: Path, mode: str) -> Iterator[None]:
+    """Ctrl-C keeps the folder, with its finished epochs, for a resume."""
+    try:
+        yield
     except KeyboardInterrupt:
-        raise RunInterrupted(run_dir, (config or {}).get("mode", mode or DEFAULT_MODE)) from None
+        raise RunInterrupted(run_dir, mode) from None
 
 
 def option_name(key: str, origin: str) -> str:
@@ -127,7 +151,7 @@ def _recorded_config(run_dir: Path, mode: str | None) -> dict[str, Any]:
     """The config of the run to resume, checked (its lock is held, so it cannot finish meanwhile)."""
     if runs.is_complete(run_dir):
         raise UserError(f"--resume: {run_dir} already finished")
-    required = tuple(key for key in DEFAULTS if key != "cpu") + ("mode",)
+    required = tuple(key for key in DEFAULTS if key not in ("cpu", "sized")) + ("mode",)  # sized: absent from runs recorded before it existed
     config = runs.read_config(run_dir, required)
     if mode is not None and config["mode"] != mode:
         raise UserError(f"--resume: {run_dir} is a {config['mode']} run, not {mode}")

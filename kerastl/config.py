@@ -19,9 +19,8 @@ from typing import Any, Callable
 import yaml
 
 from kerastl.errors import UserError
+from kerastl.modes import BACKBONE_MODES, MODES
 
-MODES = ("mlp", "cnn", "feature", "finetune", "partial", "pretrain")
-TRANSFER_MODES = ("feature", "finetune", "partial", "pretrain")
 FIND = "find"  # the learning rate a sweep picks (kerastl.lr_finder)
 CONFIG_DIR: Traversable = resources.files("kerastl") / "configs"
 
@@ -58,7 +57,7 @@ class Key:
 # Every key, declared once: the flags, the keywords, the checks and the defaults all come from here.
 # None is allowed wherever the default is None.
 SCHEMA: dict[str, Key] = {
-    "mode": Key((str,), _one_of(*MODES), None, "what to train", option=False),
+    "mode": Key((str,), _one_of(*MODES), None, "what to train (kerastl.modes)", option=False),
     "dataset": Key((str,), bool, "mnist", "mnist, fashion_mnist, or a folder of images with one subfolder per class"),
     "data_dir": Key((str,), None, None, "folder of the four IDX files, used instead of the download sources"),
     "epochs": Key((int,), _positive, 10, "epochs (finetune/partial: of the fine-tuning stage)"),
@@ -74,28 +73,29 @@ SCHEMA: dict[str, Key] = {
     "per_class": Key((int,), _positive, None, "train on N labelled images per class, balanced and seeded (10 % of them validate)"),
     "epoch_passes": Key((int,), _positive, 1, "passes over the training images per epoch (more steps per epoch for small sets)", option=False),
     "min_steps": Key((int,), lambda v: v >= 0, 300, "optimiser steps each stage takes at least: a small training set gets a "
-                     "smaller batch and more epochs (0: epochs as configured; see kerastl.schedule)"),
+                     "smaller batch and more epochs (0: epochs as configured; see kerastl.sizing)"),
     "max_epochs": Key((int,), _positive, 40, "no stage trains more epochs than N (caps the schedule sized to small data)"),
-    "small_data_img_size": Key((int,), lambda v: 16 <= v <= 1024, None,
-                               "transfer modes without an accelerator: input size for a small training set (see kerastl.schedule)", option=False),
+    "small_data_img_size": Key((int,), lambda v: 16 <= v <= 1024, 96,
+                               "transfer modes without an accelerator: input size for a small training set (see kerastl.sizing)", option=False),
     "given": Key((list,), None, [], "options the user set (flags, keywords, their own --config file): the schedule "
                  "sized to the data keeps them", option=False),
+    "sized": Key((list,), None, [], "the keys the schedule sized to the data changed (kerastl.sizing)", option=False),
     "test_limit": Key((int,), _positive, None, "score only the first N test images (smoke tests)"),
     "validation_fraction": Key((int, float), _fraction, 0.1, "share of the train split held out for validation", option=False),
     "seed": Key((int,), lambda v: v >= 0, 0, "seed for splits, shuffling and initialisation"),
     "patience": Key((int,), _positive, 3, "early-stopping patience in epochs", option=False),
-    "dropout": Key((int, float), _fraction, 0.2, "dropout before the classifier", option=False),
+    "dropout": Key((int, float), _fraction, 0.2, "dropout before the classifier (the MLP: after each hidden layer)", option=False),
     "augment": Key((bool,), None, False, "random shifts, rotations and zooms of the training images (never flips)"),
     "label_smoothing": Key((int, float), _fraction, 0.0, "share of each label spread over the other classes (0-1)"),
     "backbone": Key((str,), None, "efficientnet_lite0", "pretrained backbone (transfer modes): efficientnet_lite0, resnet18, "
                     "resnet50, mobilenet_v2, or hub:PRESET (a keras-hub preset name or folder)"),
     "weights": Key((str,), None, "imagenet", "imagenet, none, or a .weights.h5 / .pth file"),
     "img_size": Key((int,), lambda v: 16 <= v <= 1024, None, "backbone input size (default: native on a GPU, smaller on a CPU)"),
-    "image_size": Key((int,), lambda v: 8 <= v <= 1024, None, "image folders: side of the stored images (default: their own "
+    "stored_size": Key((int,), lambda v: 8 <= v <= 1024, None, "image folders: side the pictures are decoded and stored at (default: their own "
                       "size, or 64 if mixed; the backbone's input size for transfer modes)"),
     "max_broken_share": Key((int, float), lambda v: 0 <= v <= 1, 0.1, "image folders: stop if more than this share of the "
                             "images cannot be read", option=False),
-    "unfreeze": Key((int,), _positive, 4, "partial: blocks to train, counted from the top"),
+    "unfreeze": Key((int,), _positive, 6, "partial: blocks to train, counted from the top"),
     "precision": Key((str,), _one_of("auto", "float32", "mixed_bfloat16", "mixed_float16"), "auto", "compute dtype policy: "
                      "auto, float32, mixed_bfloat16 or mixed_float16"),
     "jit_compile": Key((str, bool), lambda v: v in ("auto", True, False), "auto", "XLA: auto, true or false", option=False),
@@ -109,12 +109,30 @@ SCHEMA: dict[str, Key] = {
     "cpu": Key((dict,), None, {}, "overrides applied when no accelerator is present", option=False),
 }
 DEFAULTS: dict[str, Any] = {key: k.default for key, k in SCHEMA.items() if key != "mode"}
+# Old names of keys (and their flags and keywords), still read: run folders and scripts keep them.
+RENAMED = {"image_size": "stored_size"}  # 0.1: --image-size sat beside --img-size, the backbone's input size
 # The keys a command-line flag or a keyword of `kerastl.run` may set (same names, same checks).
 OPTIONS: tuple[str, ...] = tuple(key for key, k in SCHEMA.items() if k.option)
 
 
+def renamed(config: dict[str, Any], warn: Callable[[str], None] | None = None, origin: str = "command line") -> dict[str, Any]:
+    """`config` with the keys of RENAMED under their new names; `warn` (if given) is told of each."""
+    out = {}
+    for key, value in config.items():
+        if key in RENAMED:
+            if warn is not None and value is not None:
+                old, new = (f"--{key.replace('_', '-')}", f"--{RENAMED[key].replace('_', '-')}") if origin == "command line" else (key, RENAMED[key])
+                warn(f"{old} is now called {new}; the old name will go in a later version")
+            key = RENAMED[key]
+        if value is not None or key not in out:
+            out[key] = value
+    return out
+
+
 def check(config: dict[str, Any], origin: str) -> dict[str, Any]:
-    """Raise UserError on an unknown key or a value of the wrong type or range."""
+    """Raise UserError on an unknown key or a value of the wrong type or range (old key names are
+    taken under their new ones)."""
+    config = renamed(config)
     for key, value in config.items():
         if key not in SCHEMA:
             raise UserError(f"{origin}: unknown config key {key!r} (known: {', '.join(sorted(SCHEMA))})")
@@ -167,7 +185,8 @@ def resolve(mode: str, config_path: str | Path | None, overrides: dict[str, Any]
     given = set(file_config.get("given") or ()) | set(flags) | set(own_file)
     config.update(flags)
     config["mode"] = mode
-    config["given"] = sorted(given - {"mode", "cpu", "given"})
+    config["given"] = sorted(given - {"mode", "cpu", "given", "sized"})
+    config["sized"] = []  # a recorded config given back: its keys are all given, so sizing changes none of them
     config.pop("cpu", None)
     if config["lr"] == "find" and "lr" in flags and "finetune_lr" not in flags:
         config["finetune_lr"] = "find"  # --lr find sweeps every stage, unless --finetune-lr is given
@@ -181,6 +200,7 @@ def resolve_run_config(
 ) -> dict[str, Any]:
     """`resolve`, then what depends on the backbone: a known name, and its native input size
     where `img_size` is null. `options` are flag or keyword values (None: not given)."""
+    options = renamed(options)
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise UserError(f"{origin}: unknown option {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
@@ -190,7 +210,7 @@ def resolve_run_config(
 
     if config["dataset"] not in DATASETS:  # a folder of images: recorded as an absolute path
         config["dataset"] = str(Path(config["dataset"]).expanduser().resolve())
-    if config["mode"] in TRANSFER_MODES:
+    if config["mode"] in BACKBONE_MODES:
         from kerastl.backbones import BACKBONES, NATIVE_SIZE, hub
 
         if hub.is_hub(config["backbone"]):

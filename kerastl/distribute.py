@@ -19,9 +19,10 @@ import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 from kerastl.errors import UserError
+from kerastl.log import Log
 
 ENV_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
@@ -30,16 +31,33 @@ ENV_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 
 @dataclass(frozen=True)
 class Placement:
-    """Where training runs. `batch_multiple`: every batch must hold a multiple of this many images
-    (JAX splits each batch evenly over its devices; the batch size itself for full batches only)."""
+    """Where training runs: decided once per run (`place`), before the schedule is sized to it.
+
+    `full_batches`: every training batch is full and every evaluation batch padded to the batch
+    size, so that each stage compiles one step, not two (JAX, any accelerator, several processes:
+    on a CPU, JAX's first fine-tuning epoch took 96 s, 60 of them compiling). Otherwise a batch
+    need only split evenly over the devices."""
 
     kind: str  # "single", "DataParallel" or "MirroredStrategy"
     devices: int = 1
     processes: int = 1
-    batch_multiple: int = 1
+    full_batches: bool = False
+    device_names: tuple[str, ...] = ()  # what the scope spreads over (empty: one device)
+
+    def batch_multiple(self, batch_size: int) -> int:
+        """Every batch must hold a multiple of this many images."""
+        return batch_size if self.full_batches else self.devices
 
     def summary(self) -> dict:
         return {"kind": self.kind, "devices": self.devices, "processes": self.processes}
+
+    def describe(self, batch_size: int) -> str | None:
+        """The log line of a run spread over several devices (None on one)."""
+        if self.kind == "single":
+            return None
+        where = f" in {self.processes} processes" if self.processes > 1 else ""
+        return (f"distribute: {self.kind} over {self.devices} devices{where}, "
+                f"{batch_size // self.devices} images each of every batch of {batch_size}")
 
 
 SINGLE = Placement("single")
@@ -120,53 +138,54 @@ def _check_batch(batch_size: int, devices: int) -> None:
         )
 
 
-@contextlib.contextmanager
-def distributed(config: dict, has_accelerator: bool = False, log: Callable[[str], None] = print) -> Iterator[Placement]:
-    """Place the training built and run inside this block: set Keras' distribution (JAX) or enter a
-    MirroredStrategy scope (TensorFlow). Yields the Placement, recorded in metrics.json.
+def place(config: dict, has_accelerator: bool, log: Log = print) -> Placement:
+    """Where this run trains: one device, or data-parallel over several (`distribute`, `devices`).
 
-    Where steps are compiled per batch shape (JAX; any accelerator) every batch is full: training
-    drops a last partial batch and evaluation pads it with weight-0 images, so each stage compiles
-    one step, not two (on a CPU, JAX's first fine-tuning epoch took 96 s, 60 of them compiling)."""
+    Where steps are compiled per batch shape (JAX; any accelerator; several processes) every batch
+    is full (`Placement.full_batches`)."""
     import keras
 
+    placement = _place(config, log)
+    full = has_accelerator or placement.processes > 1 or keras.backend.backend() == "jax"
+    return dataclasses.replace(placement, full_batches=full)
+
+
+@contextlib.contextmanager
+def distributed(placement: Placement) -> Iterator[Placement]:
+    """Train inside this block on `placement`: Keras' distribution (JAX) or a MirroredStrategy scope
+    (TensorFlow) is set while the model is built and trained. `active()` answers `placement` meanwhile."""
     global _active
-    placement, scope = _place(config, log)
-    if has_accelerator or placement.processes > 1 or keras.backend.backend() == "jax":
-        placement = dataclasses.replace(placement, batch_multiple=config["batch_size"])
     _active = placement
     try:
-        with scope:
+        with _scope(placement):
             yield placement
     finally:
         _active = SINGLE
 
 
-def fit_batch_to(config: dict, train_images: int, log: Callable[[str], None]) -> None:
-    """A batch larger than the training set would make no full batch (and no step where only full
-    batches run): shrink it to the training set, in whole multiples of the devices."""
-    global _active
-    old = config["batch_size"]
-    if train_images >= old:
-        return
-    new = max(_active.devices, train_images // _active.devices * _active.devices)
-    config["batch_size"] = new
-    if _active.batch_multiple == old:
-        _active = dataclasses.replace(_active, batch_multiple=new)
-    log(f"data: batch size {old} is more than the {train_images} training images; using {new}")
+def _scope(placement: Placement) -> contextlib.AbstractContextManager:
+    import keras
+
+    if placement.kind == "DataParallel":
+        mesh = keras.distribution.DeviceMesh((placement.devices,), ["batch"], list(placement.device_names))
+        return keras.distribution.DataParallel(device_mesh=mesh).scope()
+    if placement.kind == "MirroredStrategy":
+        import tensorflow as tf
+
+        return tf.distribute.MirroredStrategy(list(placement.device_names)).scope()
+    return contextlib.nullcontext()
 
 
-def _place(config: dict, log: Callable[[str], None]) -> tuple[Placement, contextlib.AbstractContextManager]:
+def _place(config: dict, log: Log) -> Placement:
     import keras
 
     mode, requested = config.get("distribute", "auto"), config.get("devices")
     processes = processes_from_env()
-    one_device = (SINGLE, contextlib.nullcontext())
     if mode == "off":
         if requested not in (None, 1) or processes > 1:
             why = f"--devices {requested}" if requested not in (None, 1) else f"{ENV_PROCESSES}={processes}"
             raise UserError(f"{why} needs --distribute auto (it is off)")
-        return one_device
+        return SINGLE
     backend = keras.backend.backend()
     if processes > 1 and config["mode"] == "feature":
         raise UserError("feature mode computes its features in one process; run it without " + ENV_PROCESSES)
@@ -174,30 +193,22 @@ def _place(config: dict, log: Callable[[str], None]) -> tuple[Placement, context
     if backend == "jax":
         devices = _jax_devices(requested, processes)
         if len(devices) < 2 and processes == 1:
-            return one_device
+            return SINGLE
         _check_batch(config["batch_size"], len(devices))
-        mesh = keras.distribution.DeviceMesh((len(devices),), ["batch"], [f"{d.platform}:{d.id}" for d in devices])
-        placement = Placement("DataParallel", len(devices), processes, len(devices))
-        scope = keras.distribution.DataParallel(device_mesh=mesh).scope()
+        placement = Placement("DataParallel", len(devices), processes, device_names=tuple(f"{d.platform}:{d.id}" for d in devices))
     elif backend == "tensorflow":
         devices = _tf_devices(requested)
         if len(devices) < 2:
-            return one_device
+            return SINGLE
         _check_batch(config["batch_size"], len(devices))
-        import tensorflow as tf
-
-        placement = Placement("MirroredStrategy", len(devices))
-        scope = tf.distribute.MirroredStrategy(devices).scope()
+        placement = Placement("MirroredStrategy", len(devices), device_names=tuple(devices))
     else:
         wanted = requested if requested is not None else _torch_gpu_count()
         if wanted > 1:
             log(f"distribute: Keras {keras.__version__} has no distribution for PyTorch; training on one device")
-        return one_device
+        return SINGLE
 
-    share = f"{config['batch_size'] // placement.devices} images each of every batch of {config['batch_size']}"
-    where = f" in {processes} processes" if processes > 1 else ""
-    log(f"distribute: {placement.kind} over {placement.devices} devices{where}, {share}")
-    return placement, scope
+    return placement
 
 
 def _torch_gpu_count() -> int:

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from kerastl import runs
 from kerastl.files import atomic_path
 
 
-
-def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+def predict_probabilities(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Class probabilities for `x`, shape (N, classes), float32 (batches padded to split over the
     devices of a distributed run, and trimmed again)."""
     from kerastl.data import pipeline
 
-    return np.asarray(pipeline.predict(model, x, batch_size), "float32")
+    return np.asarray(pipeline.predict_in_batches(model, x, batch_size), "float32")
 
 
 def score(probabilities: np.ndarray, y: np.ndarray) -> tuple[float, float]:

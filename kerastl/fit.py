@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from kerastl.cli import EXIT_EXPORT_FAILED, EXIT_INTERRUPTED, OneLineParser, run_cli
-from kerastl.config import MODES, OPTIONS, SCHEMA
+from kerastl.config import MODES, OPTIONS, RENAMED, SCHEMA
 
 PROG = "kerastl.fit"
 
@@ -23,6 +23,15 @@ def number_or_word(text: str) -> float | str:
         return float(text)
     except ValueError:
         return text
+
+
+class RenamedFlag(argparse.Action):
+    """An old flag name (config.RENAMED): sets the new option and says so in one line on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{PROG}: warning: {option_string} is now called --{self.dest.replace('_', '-')}; "
+              "the old name will go in a later version", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def build_parser() -> OneLineParser:
@@ -44,6 +53,8 @@ def build_parser() -> OneLineParser:
                     else float if float in key.types else str)
             metavar = {int: "N", float: "X", number_or_word: "X"}.get(kind, name.split("_")[-1].upper())
             p.add_argument(flag, type=kind, metavar=metavar, help=meaning)
+    for old, new in RENAMED.items():
+        p.add_argument(f"--{old.replace('_', '-')}", dest=new, type=SCHEMA[new].types[0], action=RenamedFlag, help=argparse.SUPPRESS)
     return p
 
 
@@ -65,6 +76,9 @@ def main(argv=None) -> int:
         print(f"\n{PROG}: interrupted; finished epochs are kept in {exc.run_dir}. Continue with: "
               f"python -m kerastl.fit --mode {exc.mode} --resume --run-name {exc.run_dir.name}{output_dir}",
               file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # before the run's folder was made
+        print(f"\n{PROG}: interrupted before training began; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
     except ExportFailed as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

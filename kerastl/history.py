@@ -39,8 +39,8 @@ class RunClock:
     never goes backwards; the time lost to the interruption itself is not counted.
     """
 
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
+    def __init__(self, start: float | None = None) -> None:
+        self.start = time.perf_counter() if start is None else start
         self.base: float | None = None  # set at this process's first write
 
     def seconds(self, kept_rows: list[dict[str, Any]]) -> float:
@@ -52,9 +52,10 @@ class RunClock:
 _CLOCKS: dict[str, RunClock] = {}
 
 
-def start_clock(run_dir: Path) -> RunClock:
-    """Start the clock of the run in `run_dir`; its history writers find it with `clock_of`."""
-    clock = _CLOCKS[str(Path(run_dir).resolve())] = RunClock()
+def start_clock(run_dir: Path, start: float | None = None) -> RunClock:
+    """Start the clock of the run in `run_dir` (at `start`, a time.perf_counter(), or now); its
+    history writers find it with `clock_of`."""
+    clock = _CLOCKS[str(Path(run_dir).resolve())] = RunClock(start)
     return clock
 
 

@@ -96,7 +96,10 @@ class LiteRTModel:
         return np.concatenate(outputs) if outputs else np.zeros((0, self.output["shape"][-1]), np.float32)
 
 
-def median_latency_ms(call, repeats: int = 200) -> float:
+LATENCY_REPEATS = 200  # single-image calls timed per file (their median is the latency)
+
+
+def median_latency_ms(call, repeats: int = LATENCY_REPEATS) -> float:
     """Median milliseconds of `call()` over `repeats` calls, after one warm-up call."""
     call()
     times = []

@@ -18,8 +18,10 @@ fresh optimizer of its own).
 
 In a run (`fit --lr find`, `--finetune-lr find`) every stage that trains sweeps first: the head
 stage on the frozen backbone, the fine-tuning stage from the trained head. The stage then trains
-with the suggestion, `config.yaml` records the rate used, `lr_find.json` the curves and
-`lr_find.png` draws them; `metrics.json` gets each stage's summary under `lr_find`.
+with the suggestion. `config.yaml` records what was asked (`find`), `lr_find.json` the curves and
+each suggestion (a resumed stage trains with its recorded one), `lr_find.png` draws them, and
+`metrics.json` has the rate each stage trained with (`learning_rates`) and each sweep's summary
+(`lr_find`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,18 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import keras
 import numpy as np
 
-from kerastl.config import FIND  # the value of lr / finetune_lr that asks for a sweep
+from kerastl import runs
+from kerastl.config import FIND, resolve  # noqa: F401 (FIND: the value of lr / finetune_lr that asks for a sweep)
+from kerastl.errors import first_line
+from kerastl.files import atomic_write_text
+from kerastl.log import Log
+from kerastl.modes import Stage
+from kerastl.plots import pyplot, run_title, save_figure
 
 STEPS = 100
 START_LR = 1e-6  # Adam and AdamW (kerastl's optimisers) barely move below it, and diverge above END_LR
@@ -42,7 +50,6 @@ END_LR = 1.0
 WINDOW = 9  # steps averaged: a centred mean for the curve, a trailing one for the divergence test
 BLOWN_UP = 1e30  # stands for a loss that is not a number
 DIVERGED = 4.0  # stop when the trailing mean loss is this many times its lowest value
-STAGE_LR_KEYS = {"finetune": "finetune_lr"}  # the config key of a stage's rate; every other stage: "lr"
 
 
 @dataclass
@@ -199,68 +206,47 @@ def lr_find(
 # In a run: sweep a stage, record it, draw it --------------------------------------------------
 
 
-def stage_lr_key(stage: str) -> str:
-    return STAGE_LR_KEYS.get(stage, "lr")
-
-
-def find_for_stage(model: keras.Model, stage: str, x, y, config: dict, run_dir: Path, optimizer, loss, jit_compile,
-                   log) -> float:
-    """Sweep `stage`, record the curve (lr_find.json, lr_find.png) and the rate in config.yaml; returns it.
-
-    `config` is updated in place: the stage's key (lr, or finetune_lr) holds the suggestion, so the
-    rest of the run, and a resumed run, use the rate found."""
-    from kerastl import runs
-
-    key = stage_lr_key(stage)
-    log(f"stage {stage}: lr find: sweeping the learning rate from {START_LR:g} to {END_LR:g} over up to {STEPS} steps "
+def find_for_stage(model: keras.Model, stage: Stage, x, y, config: Mapping[str, Any], run_dir: Path, optimizer, loss,
+                   jit_compile, log: Log) -> float:
+    """The rate `stage` trains with: its recorded sweep's suggestion when an interrupted run
+    resumes, else a new sweep, recorded (lr_find.json, lr_find.png) before it is returned."""
+    recorded = read_sweeps(run_dir)
+    if stage.name in recorded:
+        rate = recorded[stage.name].suggestion
+        log(f"stage {stage.name}: lr find: the rate this run found before, {rate:.3g}")
+        return rate
+    log(f"stage {stage.name}: lr find: sweeping the learning rate from {START_LR:g} to {END_LR:g} over up to {STEPS} steps "
         f"of {min(config['batch_size'], len(y))} images")
     sweep = lr_find(model, x, y, batch_size=config["batch_size"], steps=STEPS, optimizer=optimizer, loss=loss,
                     jit_compile=jit_compile, seed=config["seed"])
-    sweep.stage = stage
-    sweep.configured_lr = configured_rate(config["mode"], key)
+    sweep.stage = stage.name
+    sweep.configured_lr = configured_rate(config["mode"], stage.lr_key)
     if config.get("label_smoothing"):
         sweep.loss_name = f"cross-entropy, label smoothing {config['label_smoothing']:g}"
-    sweeps = {**read_sweeps(run_dir), stage: sweep}
+    sweeps = {**recorded, stage.name: sweep}
     write_sweeps(run_dir, sweeps)
     try:  # a figure that fails to draw must not cost the run
-        plot(list(sweeps.values()), run_dir / runs.LR_FIND_FIGURE, _run_title(config))
+        plot(list(sweeps.values()), run_dir / runs.LR_FIND_FIGURE, run_title(config))
     except Exception as exc:
-        from kerastl.errors import first_line
-
         log(f"lr find: figure not drawn ({first_line(exc)})")
     ended = f"diverged at {sweep.lrs[-1]:.2g}" if sweep.diverged else f"reached {sweep.lrs[-1]:.2g} without diverging"
-    log(f"stage {stage}: lr find: suggestion {sweep.suggestion:.3g} ({len(sweep.lrs)} steps in {sweep.seconds:.0f} s, {ended})"
+    log(f"stage {stage.name}: lr find: suggestion {sweep.suggestion:.3g} ({len(sweep.lrs)} steps in {sweep.seconds:.0f} s, {ended})"
         + "".join(f"; {note}" for note in sweep.notes))
-    config[key] = sweep.suggestion
-    runs.write_config(run_dir, config)
     return sweep.suggestion
 
 
 def configured_rate(mode: str, key: str) -> float | None:
     """The rate the mode's packaged config sets for `key` (resolved as a run without flags would be), for the figure."""
-    from kerastl.config import resolve
-
     value = resolve(mode, None, {}, accelerator=False)[key]
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _run_title(config: dict) -> str:
-    from kerastl.plots import run_title
-
-    return run_title(config)
-
-
 def write_sweeps(run_dir: Path, sweeps: dict[str, LRSweep]) -> None:
-    from kerastl import runs
-    from kerastl.files import atomic_write_text
-
     atomic_write_text(run_dir / runs.LR_FIND, json.dumps({s: asdict(v) for s, v in sweeps.items()}, indent=1) + "\n")
 
 
 def read_sweeps(run_dir: Path) -> dict[str, LRSweep]:
     """The sweeps a run recorded (none: {})."""
-    from kerastl import runs
-
     path = Path(run_dir) / runs.LR_FIND
     if not path.is_file():
         return {}
@@ -275,9 +261,7 @@ def summaries(run_dir: Path) -> dict[str, dict[str, Any]]:
 def plot(sweeps: list[LRSweep], path: Path, title: str = "") -> None:
     """lr_find.png: smoothed training loss against the learning rate (log x), one panel per stage,
     the suggestion marked (and the configured rate, where the mode's config has one)."""
-    from kerastl.plots import _pyplot, _save
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(sweeps), figsize=(6.2 * len(sweeps), 4.6), squeeze=False)
     for ax, sweep in zip(axes.flat, sweeps):
         ax.plot(sweep.lrs, sweep.losses, color="lightgrey", linewidth=1, label="loss of each step")
@@ -301,4 +285,4 @@ def plot(sweeps: list[LRSweep], path: Path, title: str = "") -> None:
     images = f" ({sweeps[0].images:,} training images)" if sweeps and sweeps[0].images else ""
     fig.suptitle(f"Learning-rate finder{images}" + (f"\n{title}" if title else ""))
     fig.tight_layout()
-    _save(fig, Path(path))
+    save_figure(fig, Path(path))

@@ -13,7 +13,7 @@ from keras import layers
 
 from kerastl.backbones import backbone_spec, build_backbone
 from kerastl.data.datasets import DATASETS, DataInfo, builtin_info
-from kerastl.layers import BN_MOMENTUM
+from kerastl.batch_norm import BN_MOMENTUM
 from kerastl.preprocessing import augmentation, pixel_adapter, pixels_input
 
 MNIST = builtin_info("mnist")

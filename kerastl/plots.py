@@ -14,10 +14,11 @@ import numpy as np
 
 from kerastl import runs
 from kerastl.history import TARGET_ACCURACY
+from kerastl.modes import BACKBONE_MODES
 
 
-
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot with the non-interactive Agg backend and kerastl's figure style."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +28,8 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Write `fig` as a PNG (atomically) and close it."""
     from kerastl.files import atomic_path
 
     with atomic_path(Path(path), suffix=".png") as tmp:
@@ -50,7 +52,7 @@ def markdown_figures(captions: dict[str, str], drawn: dict[str, str]) -> list[st
 
 def run_curves(rows: list[dict[str, Any]], path: Path, title: str, loss_label: str = "loss (cross-entropy)") -> None:
     """Loss and accuracy per epoch, train and validation, with the stages marked above the frames."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [r["epoch"] for r in rows]
     for ax, key, label in ((ax_loss, "loss", loss_label), (ax_acc, "accuracy", "accuracy (%)")):
@@ -67,7 +69,7 @@ def run_curves(rows: list[dict[str, Any]], path: Path, title: str, loss_label: s
             ax.set_xticks(epochs)
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _mark_stages(ax, rows: list[dict[str, Any]]) -> None:
@@ -91,7 +93,7 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, cl
     """Confusion matrix normalised per true class (each row sums to 100 %)."""
     from kerastl.evaluation import confusion_matrix
 
-    plt = _pyplot()
+    plt = pyplot()
     counts = confusion_matrix(y_true, y_pred, len(classes) if classes else 10)
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros(counts.shape, "float64"), where=totals > 0) * 100
@@ -113,15 +115,13 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, cl
     ax.set_title(f"{title}\n{len(y_true):,} test images, accuracy {accuracy:.2f} %; cells: % of the true class")
     fig.colorbar(image, ax=ax, label="% of the true class", fraction=0.046, pad=0.04)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def run_title(config: dict[str, Any]) -> str:
     """`finetune efficientnet_lite0 (imagenet weights, 40 px) on mnist, 100 per class`, for a run's figures."""
-    from kerastl.config import TRANSFER_MODES
-
     what = config["mode"]
-    if config["mode"] in TRANSFER_MODES:
+    if config["mode"] in BACKBONE_MODES:
         weights = config["weights"]
         start = {"imagenet": "ImageNet weights", "none": "random init", None: "random init"}.get(weights) or f"weights of {Path(weights).parent.name}"
         what += f" {config['backbone']} ({start}, {config['img_size']} px)"
@@ -150,7 +150,7 @@ def accuracy_lines(
     series: Series, path: Path, title: str, xlabel: str, log_x: bool = False, colors: dict[str, str] | None = None
 ) -> None:
     """Validation accuracy (%) of several runs against epochs or seconds, the 95 % line marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 6))
     lowest = 100.0
     for label, points in series.items():
@@ -168,7 +168,7 @@ def accuracy_lines(
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title)
     _legend_below(fig, ax)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _legend_below(fig, ax) -> None:
@@ -194,7 +194,7 @@ def data_efficiency(
     colors: dict[str, str] | None = None,
 ) -> None:
     """Test accuracy (%) against labelled images per class (log x): mean line, min-max bar, one dot per seed."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 6))
     for k, (label, points) in enumerate(curves.items()):
         points = sorted(p for p in points if p[1])
@@ -217,7 +217,7 @@ def data_efficiency(
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     _legend_below(fig, ax)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def misclassified_grid(
@@ -225,7 +225,7 @@ def misclassified_grid(
     columns: int = 8, rows: int = 4,
 ) -> None:
     """The most confident mistakes: each digit titled with its true and predicted class."""
-    plt = _pyplot()
+    plt = pyplot()
     wrong = np.flatnonzero(y_true != y_pred)
     wrong = wrong[np.argsort(-confidence[wrong].astype("float32"), kind="stable")][: columns * rows]
     shown_rows = max(1, -(-len(wrong) // columns))
@@ -240,4 +240,4 @@ def misclassified_grid(
     fig.suptitle(f"{title}\n{len(np.flatnonzero(y_true != y_pred)):,} of {len(y_true):,} test images wrong; "
                  f"the {len(wrong)} most confident mistakes (% = predicted probability)")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)

@@ -23,11 +23,11 @@ import numpy as np
 
 from kerastl.cli import OneLineParser, run_cli
 from kerastl.digit_image import INVERT_CHOICES, ImageError, to_mnist
+from kerastl.log import Log
 
 PROG = "kerastl.predict"
 EXIT_SOME_FAILED = 1
 
-Log = Callable[[str], None]
 
 
 # Load the model, whatever its format
@@ -44,9 +44,9 @@ class Classifier:
     def mnist_style(self) -> bool:
         """A model of a built-in dataset (28x28, its class names): pictures are made MNIST-like. Its
         LiteRT files take RGB, and turn the grey digit (given as RGB by LiteRTModel) back to grey."""
-        from kerastl.data import CLASS_NAMES, IMAGE_SHAPE
+        from kerastl.data import DATASETS, IMAGE_SHAPE
 
-        return self.image_shape[:2] == IMAGE_SHAPE[:2] and self.labels in CLASS_NAMES.values()
+        return self.image_shape[:2] == IMAGE_SHAPE[:2] and tuple(self.labels) in [d.class_names for d in DATASETS.values()]
 
     def pixels(self, image, invert: str) -> np.ndarray:
         """One image file as this model's input pixels; ImageError if it cannot be read."""
@@ -83,7 +83,7 @@ def find_labels(model: Path, warn: Log = print) -> list[str]:
     """Class names: a labels.txt beside the model (or in a run's export/), else the dataset named in
     the run's config.yaml, else the digits 0-9 (with a warning)."""
     from kerastl import runs
-    from kerastl.data import CLASS_NAMES
+    from kerastl.data import DATASETS
     from kerastl.errors import UserError
 
     folder = model if model.is_dir() else model.parent
@@ -94,11 +94,11 @@ def find_labels(model: Path, warn: Log = print) -> list[str]:
     for run_dir in (folder, folder.parent):
         if (run_dir / runs.CONFIG).is_file():
             dataset = runs.read_config(run_dir)["dataset"]
-            if dataset not in CLASS_NAMES:
+            if dataset not in DATASETS:
                 raise UserError(f"{run_dir} has no {runs.LABELS} with the class names of {dataset}; re-train the run")
-            return CLASS_NAMES[dataset]
+            return list(DATASETS[dataset].class_names)
     warn(f"no {runs.LABELS} or {runs.CONFIG} beside {model}: labelling the classes as the digits 0-9")
-    return CLASS_NAMES["mnist"]
+    return list(DATASETS["mnist"].class_names)
 
 
 # Classify

@@ -1,11 +1,15 @@
-"""Run folders: `saved_models/<run-name>/`, every file name of a run, and the `Run` object.
+"""Run folders: `saved_models/<run-name>/`, the name of every file in them, and their small files.
+
+A leaf every module may import: it names the files, creates, finds and locks run folders, and reads
+and writes config.yaml, labels.txt and metrics.json. Writing a finished run (the model, predictions,
+figures) and opening one again (`Run`) is kerastl.finished_run's.
 
 A finished run folder holds only what a user needs (every name is declared here, once):
 
     model.keras           the trained model; takes raw pixels (28x28x1 for MNIST), returns class
                           probabilities; opens with plain `keras.saving.load_model`
-    config.yaml           the resolved config, schedule sized to the data (written first, so an
-                          interrupted run can be resumed; rewritten once the schedule is sized)
+    config.yaml           the run's config, resolved and sized to the data and devices before the
+                          folder was made, written once, first (a resume continues with it)
     history.csv           one row per epoch
     labels.txt            the class names, one per line, in the order of the model's outputs
     dataset_split.csv     image folders only: every image's split, class and path
@@ -32,10 +36,10 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
+from kerastl.config import read_yaml
 from kerastl.errors import UserError
 from kerastl.files import atomic_write_text
 
@@ -54,6 +58,7 @@ EXPORT_DIR = "export"
 LABELS = "labels.txt"  # in the run folder and export/: one class name per line, in output order
 TENSORBOARD = "tensorboard"  # --tensorboard: one folder of logs per stage
 BACKUP = "backup"
+IMAGE_CACHE = f"{BACKUP}/image-cache"  # an image folder's decoded training images, while the run trains
 LOCK = ".lock"
 
 
@@ -137,36 +142,6 @@ def lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def write_finished_run(run_dir: Path, config: dict[str, Any], model, metrics: dict[str, Any], epochs: list[dict[str, Any]],
-                       test, class_names, backbone=None, log=print) -> "Run":
-    """Write what a finished run keeps, metrics.json last (it marks the run finished), and drop the
-    resume scaffolding. `test`: (labels, probabilities) of the test split, or None in a
-    multi-process run, whose processes hold only their shard; `backbone`: pretrain's, saved for
-    `--weights` of a later transfer run."""
-    from kerastl import evaluation, plots
-    from kerastl.errors import first_line
-    from kerastl.files import atomic_path
-    from kerastl.model_files import save_keras_model
-
-    save_keras_model(model, run_dir / MODEL)
-    if backbone is not None:
-        with atomic_path(run_dir / BACKBONE_WEIGHTS, suffix=".weights.h5") as tmp:
-            backbone.save_weights(tmp)
-        log(f"pretrain: backbone weights saved; transfer them with --weights {run_dir / BACKBONE_WEIGHTS}")
-    if test is None:
-        log("figures: not drawn in a multi-process run (its processes hold only their shard of the test set)")
-    else:
-        y_true, probabilities = test
-        evaluation.save_predictions(run_dir, y_true, probabilities)
-        try:  # a figure that fails to draw must not cost the trained run
-            plots.write_run_figures(run_dir, epochs, y_true, probabilities.argmax(axis=1), config, class_names)
-        except Exception as exc:
-            log(f"figures: not drawn ({first_line(exc)})")
-    write_metrics(run_dir, metrics)
-    remove_scaffolding(run_dir)
-    return Run(run_dir, config, metrics, read_history(run_dir), model)
-
-
 def remove_scaffolding(run_dir: Path) -> None:
     """Delete what only a resume needs, once the run is finished."""
     shutil.rmtree(run_dir / BACKUP, ignore_errors=True)
@@ -179,10 +154,10 @@ def remove_run(run_dir: Path) -> None:
 # The files of a run
 
 
-def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:
     import yaml
 
-    atomic_write_text(run_dir / CONFIG, yaml.safe_dump(config, sort_keys=True))
+    atomic_write_text(run_dir / CONFIG, yaml.safe_dump(dict(config), sort_keys=True))
 
 
 def labels_text(class_names) -> str:
@@ -203,8 +178,6 @@ def read_labels(folder: Path) -> list[str] | None:
 
 def read_config(run_dir: Path, required: tuple[str, ...] = ("mode", "dataset")) -> dict[str, Any]:
     """The run's config.yaml, checked like any config; a damaged file is a one-line UserError."""
-    from kerastl.config import read_yaml
-
     path = run_dir / CONFIG
     config = read_yaml(path)
     missing = [key for key in required if key not in config]
@@ -228,54 +201,3 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
     if not isinstance(metrics, dict):
         raise UserError(f"{path} is not a JSON object; the run folder is damaged")
     return metrics
-
-
-def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """history.csv as one dict per row (see kerastl.history); [] if there is none."""
-    from kerastl.history import read_history as read
-
-    return read(run_dir / HISTORY)
-
-
-# A finished run, as the Python API returns it
-
-
-@dataclass
-class Run:
-    """A finished run: its folder, resolved config, metrics, per-epoch history and trained model.
-
-    `os.fspath(run)` is the folder, so a Run can be passed wherever a run folder is expected
-    (`kerastl.export_run(run)`, `kerastl.predict(run, images)`).
-    """
-
-    folder: Path
-    config: dict[str, Any]
-    metrics: dict[str, Any]
-    history: list[dict[str, Any]]  # one dict per epoch, keyed by history.csv's columns
-    _model: Any = None  # a keras.Model; loaded from model.keras on first use
-    export_report: dict[str, Any] | None = None
-
-    @property
-    def model(self):
-        """The trained keras.Model."""
-        if self._model is None:
-            from kerastl.model_files import load_keras_model
-
-            self._model = load_keras_model(self.folder / MODEL)
-        return self._model
-
-    def __fspath__(self) -> str:
-        return str(self.folder)
-
-    def __repr__(self) -> str:
-        return f"Run({str(self.folder)!r}, test_accuracy={self.metrics.get('test_accuracy')})"
-
-
-def load_run(run_dir: str | Path) -> Run:
-    """A finished run folder as a Run (its model is loaded when first used)."""
-    folder = Path(run_dir).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"no run folder {folder}")
-    if not is_complete(folder):
-        raise UserError(f"{folder} is not a finished run (no {METRICS}); resume it first")
-    return Run(folder, read_config(folder), read_metrics(folder), read_history(folder))

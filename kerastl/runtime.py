@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 
 from kerastl.errors import first_line
+from kerastl.modes import BACKBONE_MODES
 
 
 def backend() -> str:
@@ -88,10 +89,8 @@ CPU_EPOCH_VS_TENSORFLOW = {"jax": 2.2, "torch": 2.6}
 
 def cpu_backend_advice(mode: str, has_accelerator: bool) -> str | None:
     """One line naming the faster backend, where this one is known to be much slower on a CPU."""
-    from kerastl.config import TRANSFER_MODES
-
     ratio = CPU_EPOCH_VS_TENSORFLOW.get(backend())
-    if has_accelerator or ratio is None or mode not in TRANSFER_MODES:
+    if has_accelerator or ratio is None or mode not in BACKBONE_MODES:
         return None
     return (f"kerastl: on a CPU, {backend()} trains the backbones about {ratio:g}x slower than TensorFlow "
             f"(measured by benchmarks/cpu_backends.py); KERAS_BACKEND=tensorflow is the faster choice here")

@@ -44,7 +44,7 @@ def _one_epoch(splits, config: dict) -> dict:
     from kerastl.models import build_mlp
 
     keras.utils.set_random_seed(0)
-    with distribute.distributed(config, log=lambda _: None) as placement:
+    with distribute.distributed(distribute.place(config, has_accelerator=False, log=lambda _: None)) as placement:
         model = build_mlp(dropout=0.0)
         model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
         # Not shuffled: under a strategy Keras' TensorFlow trainer draws one batch to build the model,

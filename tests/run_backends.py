@@ -1,12 +1,12 @@
-"""Run the test suite once per Keras backend (TensorFlow, JAX, PyTorch), each in its own process.
+"""Run the test suite under each Keras backend (TensorFlow, JAX, PyTorch), each in its own process.
 
 Usage: python tests/run_backends.py [pytest args...]; exits non-zero if any backend fails.
 
-Tests marked `backend_independent` (registered in pyproject.toml) run under the first backend only:
-they build, train, save and export no Keras model (argument parsing, the config schema, schedule
-arithmetic, folder scanning, reports from fixed files, the notebook's static checks, packaging), so
-KERAS_BACKEND cannot change their result and running them three times only costs time. Anything that
-builds or runs a model on the current backend stays unmarked and runs under all three.
+The whole suite runs under TensorFlow, the default backend. JAX and PyTorch run the tests marked
+`every_backend` (registered in pyproject.toml): the backend contract, on tiny models (build, a
+training step, save, load, predict, export, distribute, and what a backend does its own way: batch
+norm when frozen, XLA settings, converted weights' numerics). Everything else (the schedule, folders,
+reports, the study, explain, the demo, the notebook) runs once: tests/README.md has the rule.
 
 Each session runs its test files on several worker processes (pytest-xdist, `--dist loadfile`, so a
 file's module fixtures are built once): one per CPU core, at most 4. Most tests keep one core busy
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 BACKENDS = ("tensorflow", "jax", "torch")
-ONCE = "backend_independent"
+EVERY_BACKEND = "every_backend"
 MAX_WORKERS = 4
 
 
@@ -39,16 +39,16 @@ def worker_args(args: list[str], cpus: int | None = None) -> list[str]:
 
 
 def pytest_args(args: list[str], first: bool) -> list[str]:
-    """The arguments for one backend's session: after the first, backend-independent tests are left out
+    """The arguments for one backend's session: after the first, only the tests marked every_backend
     (joined with the caller's own -m expression, if any)."""
     if first:
         return args
     args = list(args)
     if "-m" in args:
         i = args.index("-m") + 1
-        args[i] = f"({args[i]}) and not {ONCE}"
+        args[i] = f"({args[i]}) and {EVERY_BACKEND}"
         return args
-    return [*args, "-m", f"not {ONCE}"]
+    return [*args, "-m", EVERY_BACKEND]
 
 
 def session_env(backend: str, jax_cache: str) -> dict[str, str]:

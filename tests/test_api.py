@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 
 import kerastl
-from kerastl import fit, runs
+from kerastl import fit, history, runs
 from kerastl.api import run
-from tests.conftest import ROOT
+from tests.helpers import QUIET, ROOT, TINY
 
-QUIET = lambda _: None  # noqa: E731
-TINY = dict(epochs=1, limit=300, test_limit=100, seed=0, min_steps=0)  # a fixed schedule (tests/test_schedule.py sizes them)
+TINY = dict(epochs=1, **TINY)
 
 
+@pytest.mark.every_backend
 def test_two_runs_in_one_interpreter_return_what_their_folders_hold(tmp_path, mnist):
     lines = []
     mlp = kerastl.run("mlp", batch_size=32, label_smoothing=0.1, output_dir=str(tmp_path), run_name="mlp", log=lines.append, **TINY)  # enough steps on every backend (JAX drops a short last batch)
@@ -29,7 +29,7 @@ def test_two_runs_in_one_interpreter_return_what_their_folders_hold(tmp_path, mn
         assert result.metrics == json.loads((tmp_path / mode / "metrics.json").read_text())
         assert result.metrics["mode"] == mode and result.metrics["epochs_run"] == {stage: 1}
         assert result.config == runs.read_config(result.folder) and result.config["limit"] == 300
-        assert result.history == runs.read_history(result.folder) and len(result.history) == 1
+        assert result.history == history.read_history(result.folder / runs.HISTORY) and len(result.history) == 1
         assert result.history[0]["val_loss"] > 0
         assert isinstance(result.model, keras.Model) and result.model.output_shape == (None, 10)
     assert mlp.metrics["test_accuracy"] > 0.5 and feature.metrics["backbone"] == "efficientnet_lite0"
@@ -56,7 +56,6 @@ def test_two_runs_in_one_interpreter_return_what_their_folders_hold(tmp_path, mn
     assert "Skipping variable loading" not in done.stderr  # the optimizer's slots were saved too
 
 
-@pytest.mark.backend_independent
 def test_mistakes_raise_user_error_and_leave_nothing(tmp_path):
     with pytest.raises(kerastl.UserError, match=r"^kerastl.run: invalid epochs: 0 "):
         kerastl.run("mlp", epochs=0, output_dir=str(tmp_path))
@@ -71,12 +70,26 @@ def test_mistakes_raise_user_error_and_leave_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.backend_independent
+def test_a_renamed_option_still_works_and_says_its_new_name(tmp_path, capsys):
+    """--image-size became --stored-size (it sat beside --img-size, the backbone's input size):
+    the old flag, keyword and config key still set it, with one line naming the new one."""
+    from kerastl.config import read_yaml, renamed
+
+    args = fit.parse_args(["--mode", "cnn", "--image-size", "24"])
+    assert args.stored_size == 24 and "--image-size is now called --stored-size" in capsys.readouterr().err
+    lines = []
+    assert renamed({"image_size": 48}, lines.append, "kerastl.run") == {"stored_size": 48}
+    assert lines == ["image_size is now called stored_size; the old name will go in a later version"]
+    old_run = tmp_path / "config.yaml"
+    old_run.write_text("mode: cnn\ndataset: mnist\nimage_size: 32\n")  # as runs recorded it before the rename
+    assert read_yaml(old_run) == {"mode": "cnn", "dataset": "mnist", "stored_size": 32}
+
+
 def test_keywords_are_the_flags_both_from_the_schema():
     from kerastl.config import OPTIONS, SCHEMA
 
     keywords = set(inspect.signature(run).parameters) - {"callbacks", "log", "options"}
-    flags = {action.dest for action in fit.build_parser()._actions} - {"help"}
+    flags = {action.dest for action in fit.build_parser()._actions} - {"help"}  # old flag names share their new dest
     assert flags == keywords | set(OPTIONS) and keywords == {"mode", "config", "resume"}
     assert len(OPTIONS) == 28 and all(SCHEMA[name].option for name in OPTIONS)
     helps = {action.dest: action.help for action in fit.build_parser()._actions}
@@ -85,7 +98,6 @@ def test_keywords_are_the_flags_both_from_the_schema():
         kerastl.run("mlp", epoch=3)  # a misspelt keyword, before anything is written
 
 
-@pytest.mark.backend_independent
 def test_importing_the_package_and_the_commands_help_stay_light():
     code = "import sys, kerastl, kerastl.fit; kerastl.UserError; print('keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -94,7 +106,6 @@ def test_importing_the_package_and_the_commands_help_stay_light():
     assert Path(kerastl.run.__code__.co_filename).name == "api.py"
 
 
-@pytest.mark.backend_independent
 def test_kerastl_predict_stays_the_function_after_its_command_runs(monkeypatch, capsys):
     """`python -m kerastl.predict` runs the entry module as __main__, never as `kerastl.predict`:
     the package attribute stays the function (importing the entry would rebind it to the module)."""

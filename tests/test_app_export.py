@@ -27,7 +27,7 @@ from kerastl.export.convert import QUANTIZATIONS, tflite_name
 from kerastl.export.mediapipe_check import PICTURE_SCALE, availability
 from kerastl.litert import LiteRTModel
 from kerastl.models import build_cnn
-from tests.conftest import backend, make_image_folder, run_export, write_run
+from tests.helpers import backend, make_image_folder, run_export, train_small, write_run
 
 BACKEND = backend()
 TEST_LIMIT = 300
@@ -37,11 +37,7 @@ in_process = pytest.mark.skipif(BACKEND != "tensorflow", reason="patches the exp
 
 
 def train_cnn(mnist) -> keras.Model:
-    keras.utils.set_random_seed(0)
-    model = build_cnn(filters=(8, 16), dense=32)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-    model.fit(mnist["x_train"][:3000].astype("float32"), mnist["y_train"][:3000], epochs=1, batch_size=32, verbose=0)
-    return model
+    return train_small(mnist, build_cnn, 3000, filters=(8, 16), dense=32)
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +197,7 @@ def test_a_grey_folder_model_gives_a_colour_picture_the_class_predict_gives(tmp_
         if path.suffix != ".txt":
             Image.open(path).convert("L").save(path)
     argv = ["--mode", "cnn", "--dataset", str(root), "--output-dir", str(tmp_path), "--run-name", "r",
-            "--image-size", "32", "--epochs", "3", "--batch-size", "8", "--seed", "0"]
+            "--stored-size", "32", "--epochs", "3", "--batch-size", "8", "--seed", "0"]
     assert run_cli("kerastl.fit", lambda: fit.main(argv)) == 0
     run_dir = tmp_path / "r"
     assert json.loads((run_dir / runs.METRICS).read_text())["image_shape"] == [32, 32, 1]

@@ -15,7 +15,6 @@ def lite0_state():
     return read_state_dict(efficientnet_lite0_pth())
 
 
-@pytest.mark.backend_independent
 def test_state_dict_reader_without_torch(lite0_state):
     assert len(lite0_state) == 296
     assert sum(v.size for v in lite0_state.values()) == 4_694_073
@@ -24,7 +23,6 @@ def test_state_dict_reader_without_torch(lite0_state):
     assert lite0_state["_conv_stem.weight"].dtype == np.float32
 
 
-@pytest.mark.backend_independent
 def test_state_dict_reader_refuses_code(tmp_path):
     class Evil:
         def __reduce__(self):
@@ -40,7 +38,6 @@ def test_state_dict_reader_refuses_code(tmp_path):
         read_state_dict(path)
 
 
-@pytest.mark.backend_independent
 def test_zip_state_dict_matches_torch(tmp_path):
     torch = pytest.importorskip("torch")
     state = {"a.weight": torch.randn(4, 3, 3, 3), "b.bias": torch.arange(5.0), "c": torch.randn(6, 4).t()}
@@ -59,6 +56,7 @@ def _classify(model, image):
     return keras.ops.convert_to_numpy(model(x.astype("float32"), training=False))[0]
 
 
+@pytest.mark.every_backend
 def test_converted_efficientnet_lite0_classifies_imagenet_photos():
     data = pytest.importorskip("skimage.data")
     model = load_backbone(BACKBONES["efficientnet_lite0"], 224, "imagenet", include_top=True, log=lambda _: None)
@@ -105,6 +103,7 @@ def _torch_resnet18_forward(state, x):
     return F.softmax(F.linear(t, state["fc.weight"], state["fc.bias"]), dim=-1)
 
 
+@pytest.mark.every_backend
 def test_resnet18_conversion_matches_a_torch_reference(tmp_path):
     torch = pytest.importorskip("torch")
     import keras

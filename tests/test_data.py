@@ -11,7 +11,6 @@ from kerastl.data.idx import read_idx, read_idx_folder
 from kerastl.errors import DataUnavailable, UserError
 from kerastl.safe_pickle import UnsafePickle, load_numpy_pickle
 
-pytestmark = pytest.mark.backend_independent  # no Keras model: runs under the first backend only (tests/run_backends.py)
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

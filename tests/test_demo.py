@@ -20,8 +20,9 @@ from kerastl.cli import run_cli
 from kerastl.demo import models as demo_models
 from kerastl.demo.__main__ import main
 from kerastl.digit_image import to_mnist
+from kerastl.study.folder import STUDY
 from kerastl.study.results import RESULTS_JSON
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.demo_browser import serving
 
 
@@ -88,7 +89,6 @@ def _data_url_file(url: str, path):
     return path
 
 
-@pytest.mark.backend_independent
 def test_a_study_folder_stands_for_its_best_mlp_cnn_and_finetune_runs(tmp_path):
     def row(contender, run, accuracy, per_class="all", status="ok", label=None):
         return {"contender": contender, "label": label or contender.upper(), "per_class": per_class, "status": status,
@@ -105,6 +105,7 @@ def test_a_study_folder_stands_for_its_best_mlp_cnn_and_finetune_runs(tmp_path):
         (tmp_path / r["run"]).mkdir()
         if r["run"] != "finetune-gone":
             (tmp_path / r["run"] / runs.MODEL).write_bytes(b"")
+    (tmp_path / STUDY).write_text("{}")  # what marks a study folder
     (tmp_path / RESULTS_JSON).write_text(json.dumps({"study": {}, "runs": rows}))
     assert demo_models.models_to_show([tmp_path]) == [
         (tmp_path / "mlp-all", "MLP from scratch, all images: 98.44 % on 2,000 test images"),

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import kerastl
-from tests.conftest import backend
+from tests.helpers import backend
 from tests.demo_browser import SEVEN_STROKES, answers, browser_page, chromium, draw_seven_and_read, serving
 
 pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install -e '.[test]')")

@@ -18,9 +18,9 @@ import pytest
 from kerastl import distribute
 from kerastl.errors import UserError
 from kerastl.data import pipeline
-from tests.conftest import ROOT, backend, run_fit
+from tests.helpers import QUIET, ROOT, backend, jax_only, run_fit, tf_only
 
-TINY = ["--mode", "mlp", "--epochs", "1", "--limit", "256", "--test-limit", "101", "--batch-size", "64", "--seed", "0", "--min-steps", "0"]
+FIT_FLAGS = ["--mode", "mlp", "--epochs", "1", "--limit", "256", "--test-limit", "101", "--batch-size", "64", "--seed", "0", "--min-steps", "0"]
 TWO_JAX_CPUS = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 TIMEOUT = 300
 LOSS_TOLERANCE = 1e-5
@@ -48,20 +48,20 @@ def _metrics(run_dir) -> dict:
 
 
 def test_devices_with_distribute_off_is_one_line_and_leaves_no_run(tmp_path, capsys):
-    code, out, err = _fit([*TINY, "--distribute", "off", "--devices", "2", "--output-dir", str(tmp_path), "--run-name", "r"], capsys)
+    code, out, err = _fit([*FIT_FLAGS, "--distribute", "off", "--devices", "2", "--output-dir", str(tmp_path), "--run-name", "r"], capsys)
     assert code == 2
     assert err.strip() == "kerastl.fit: error: --devices 2 needs --distribute auto (it is off)"
     assert not (tmp_path / "r").exists()
 
 
 def test_unknown_distribute_value_is_rejected(tmp_path, capsys):
-    code, out, err = _fit([*TINY, "--distribute", "yes", "--output-dir", str(tmp_path)], capsys)
+    code, out, err = _fit([*FIT_FLAGS, "--distribute", "yes", "--output-dir", str(tmp_path)], capsys)
     assert code == 2 and "invalid distribute: 'yes'" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.skipif(backend() == "torch", reason="PyTorch trains on one device whatever --devices says")
 def test_more_devices_than_the_machine_has_is_a_user_error(tmp_path, capsys):
-    code, out, err = _fit([*TINY, "--devices", "64", "--output-dir", str(tmp_path), "--run-name", "r"], capsys)
+    code, out, err = _fit([*FIT_FLAGS, "--devices", "64", "--output-dir", str(tmp_path), "--run-name", "r"], capsys)
     assert code == 2 and "--devices 64:" in err and "sees only" in err
     assert not (tmp_path / "r").exists()
 
@@ -73,9 +73,10 @@ def test_several_processes_need_jax(monkeypatch):
         distribute.connect_processes()
 
 
+@pytest.mark.every_backend
 @pytest.mark.skipif(backend() != "torch", reason="the PyTorch line")
 def test_torch_says_it_trains_on_one_device(tmp_path, capsys):
-    code, out, err = _fit([*TINY, "--devices", "2", "--output-dir", str(tmp_path), "--run-name", "r"], capsys)
+    code, out, err = _fit([*FIT_FLAGS, "--devices", "2", "--output-dir", str(tmp_path), "--run-name", "r"], capsys)
     assert code == 0, err
     assert "distribute: Keras 3.15.1 has no distribution for PyTorch; training on one device" in out
     assert _metrics(tmp_path / "r")["distribution"] == {"kind": "single", "devices": 1, "processes": 1}
@@ -86,7 +87,7 @@ def test_torch_says_it_trains_on_one_device(tmp_path, capsys):
 
 @pytest.fixture
 def two_devices(monkeypatch):
-    monkeypatch.setattr(distribute, "_active", distribute.Placement("DataParallel", devices=2, batch_multiple=2))
+    monkeypatch.setattr(distribute, "_active", distribute.Placement("DataParallel", devices=2))
 
 
 def test_evaluation_data_is_padded_with_zero_weights_that_keep_means_exact(two_devices):
@@ -111,25 +112,36 @@ def test_one_device_changes_nothing():
     assert px is x and py is y and weights is None and not drop
 
 
+@pytest.mark.every_backend
 def test_accelerators_train_on_full_batches_only():
     """One compiled step per stage on a GPU (and on JAX): the batch size becomes the batch multiple."""
     config = {"mode": "finetune", "batch_size": 256, "distribute": "auto", "devices": None}
-    with distribute.distributed(config, has_accelerator=True, log=lambda _: None) as placement:
-        assert distribute.active() is placement and placement.batch_multiple == 256
+    placement = distribute.place(config, has_accelerator=True, log=QUIET)
+    with distribute.distributed(placement):
+        assert distribute.active() is placement and placement.batch_multiple(256) == 256
         x, y = np.ones((1000, 28, 28, 1), "uint8"), np.arange(1000) % 10
         assert pipeline.even_batches(x, y, 256, training=True)[3] is True  # 232 left over: dropped
         assert len(pipeline.even_batches(x, y, 256, training=False)[0]) == 1024  # padded to 4 full batches
     assert distribute.active() is distribute.SINGLE
-    with distribute.distributed(config, has_accelerator=False, log=lambda _: None) as placement:
-        assert placement.batch_multiple == (256 if backend() == "jax" else 1)  # JAX compiles per shape on a CPU too
+    placement = distribute.place(config, has_accelerator=False, log=QUIET)
+    assert placement.batch_multiple(256) == (256 if backend() == "jax" else 1)  # JAX compiles per shape on a CPU too
+
+
+def test_steps_per_epoch_counts_the_batches_the_pipeline_makes():
+    """90 images, 6 passes, batch 16: 540 images make 33 full batches and a last one of 12, which a
+    placement of full batches drops (JAX, an accelerator) and a single device keeps."""
+    assert pipeline.steps_per_epoch(90, 16, 6, multiple=1) == 34
+    assert pipeline.steps_per_epoch(90, 16, 6, multiple=16) == 33
+    assert pipeline.steps_per_epoch(96, 16, 6, multiple=16) == 36  # nothing left over: nothing dropped
+    assert pipeline.steps_per_epoch(101, 64, 1, multiple=2) == 1 and pipeline.steps_per_epoch(100, 64, 1, multiple=2) == 2
 
 
 # --- JAX: two CPU devices, two processes ---
 
-jax_only = pytest.mark.skipif(backend() != "jax", reason="runs under the JAX test session")
-tf_only = pytest.mark.skipif(backend() != "tensorflow", reason="runs under the TensorFlow test session")
 
 
+
+@pytest.mark.every_backend
 @jax_only
 def test_jax_trains_on_two_devices_like_on_one():
     report = _helper("check", env=TWO_JAX_CPUS)
@@ -147,17 +159,18 @@ def jax_one_device_run(tmp_path_factory):
     """The tiny mlp run through the command on one device (two exist), for comparison."""
     out = tmp_path_factory.mktemp("one")
     done = subprocess.run(
-        [sys.executable, "-m", "kerastl.fit", *TINY, "--distribute", "off", "--output-dir", str(out), "--run-name", "r"],
+        [sys.executable, "-m", "kerastl.fit", *FIT_FLAGS, "--distribute", "off", "--output-dir", str(out), "--run-name", "r"],
         cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, env={**os.environ, **TWO_JAX_CPUS},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return _metrics(out / "r")
 
 
+@pytest.mark.every_backend
 @jax_only
 def test_jax_command_on_two_devices_matches_one_device(tmp_path, jax_one_device_run):
     done = subprocess.run(
-        [sys.executable, "-m", "kerastl.fit", *TINY, "--devices", "2", "--output-dir", str(tmp_path), "--run-name", "r"],
+        [sys.executable, "-m", "kerastl.fit", *FIT_FLAGS, "--devices", "2", "--output-dir", str(tmp_path), "--run-name", "r"],
         cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, env={**os.environ, **TWO_JAX_CPUS},
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -176,6 +189,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.every_backend
 @jax_only
 def test_jax_two_processes_each_read_their_shard_and_match_one_device(tmp_path, jax_one_device_run):
     env = {
@@ -184,7 +198,7 @@ def test_jax_two_processes_each_read_their_shard_and_match_one_device(tmp_path, 
     }
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.distributed_run", "fit", *TINY, "--output-dir", str(tmp_path / f"p{i}"), "--run-name", "r"],
+            [sys.executable, "-m", "tests.distributed_run", "fit", *FIT_FLAGS, "--output-dir", str(tmp_path / f"p{i}"), "--run-name", "r"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **env, "KERAS_DISTRIBUTION_PROCESS_ID": str(i)},
         )
@@ -227,7 +241,7 @@ def test_tensorflow_mirrors_over_two_devices_like_one():
 
 @tf_only
 def test_tensorflow_command_records_the_mirrored_run(tmp_path):
-    report = _helper("fit", *TINY, "--devices", "2", "--output-dir", str(tmp_path), "--run-name", "r", env={"KERAS_BACKEND": "tensorflow"})
+    report = _helper("fit", *FIT_FLAGS, "--devices", "2", "--output-dir", str(tmp_path), "--run-name", "r", env={"KERAS_BACKEND": "tensorflow"})
     assert report["exit"] == 0
     metrics = _metrics(tmp_path / "r")
     assert metrics["distribution"] == {"kind": "MirroredStrategy", "devices": 2, "processes": 1}

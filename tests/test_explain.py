@@ -13,12 +13,11 @@ import kerastl
 from kerastl import runs
 from kerastl.backbones import backbone_blocks, backbone_spec, build_backbone
 from kerastl.cli import run_cli
-from kerastl.explanation import Budget, command as explain_cli, contenders, figures, job as job_module, occlusion, probe, report
-from kerastl.layers import BN_MOMENTUM
-from tests.conftest import write_run
+from kerastl.explanation import ExplainBudget, command as explain_cli, contenders, figures, job as job_module, occlusion, probe, report
+from kerastl.batch_norm import BN_MOMENTUM
+from tests.helpers import QUIET, write_run
 
-QUIET = lambda _: None  # noqa: E731
-TINY = Budget("tiny", train_images=100, test_images=100, img_size=32, embedding_images=100, mistakes=2, correct=2, check_min_steps=0)
+TINY_BUDGET = ExplainBudget("tiny", train_images=100, test_images=100, img_size=32, embedding_images=100, mistakes=2, correct=2, check_min_steps=0)
 EFFICIENTNET_BLOCKS = ["stem", *[f"block{i}" for i in range(16)], "top"]
 EFFICIENTNET_WIDTHS = [32, 16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320, 1280]
 
@@ -78,12 +77,14 @@ def test_occlusion_sees_only_the_corner_a_model_looks_at():
     assert predict(image[None])[0].argmax() == 0
     heat = occlusion.occlusion_map(predict, image, target=0, patch=6, stride=2)
     assert heat.shape == (28, 28)
-    assert np.all(heat[14:, :] == 0) and np.all(heat[:, 14:] == 0)  # no patch there touches the corner
+    # No patch there touches the corner. Not exactly 0: p(class 0) is 0.99995, where float32's step
+    # (6e-8) is a thousandth of 1 - p, so two forward passes can differ by ~0.001 in log-odds (measured
+    # up to 0.0012 on an AVX-512 CPU, whose kernels differ by row); the corner's own drops exceed 1.0.
+    assert np.abs(heat[14:, :]).max() < 0.01 and np.abs(heat[:, 14:]).max() < 0.01
     assert heat[2:7, 2:7].min() > 1.0  # covering the corner's ink costs more than one unit of log-odds
     assert np.unravel_index(heat.argmax(), heat.shape)[0] < 8
 
 
-@pytest.mark.backend_independent
 def test_chosen_images_are_confident_mistakes_then_correct_ones():
     y = np.array([0, 1, 2, 3, 0])
     p = np.array([[0.1, 0.9, 0, 0], [0.6, 0.4, 0, 0], [0, 0, 1.0, 0], [0, 0, 0.2, 0.8], [0.99, 0.01, 0, 0]])
@@ -100,7 +101,6 @@ def _probe_csv(path, top=0.90, best=0.938):
     return path
 
 
-@pytest.mark.backend_independent
 def test_the_report_sentences_come_from_probe_csv(tmp_path):
     rows = probe.read_csv(_probe_csv(tmp_path / "probe.csv"))
     said = report.findings(rows, "MNIST")
@@ -127,7 +127,7 @@ def test_the_report_sentences_come_from_probe_csv(tmp_path):
 def explained(tmp_path_factory):
     """One tiny explanation of ImageNet EfficientNet-Lite0 on MNIST, shared by the tests that read it."""
     root = tmp_path_factory.mktemp("explained")
-    return kerastl.explain(budget=TINY, output_dir=root / "out", check=False, log=QUIET)
+    return kerastl.explain(budget=TINY_BUDGET, output_dir=root / "out", check=False, log=QUIET)
 
 
 def test_explain_probes_every_block_with_every_set_of_weights(explained):
@@ -161,7 +161,7 @@ def finetune_run(tmp_path_factory):
 
 
 def test_explain_a_finetune_run_adds_its_weights_and_checks_the_advice(finetune_run, tmp_path):
-    checked = Budget("tiny-check", 100, 100, 64, 100, 2, 2, check_min_steps=20)  # img_size: the run decides (32)
+    checked = ExplainBudget("tiny-check", 100, 100, 64, 100, 2, 2, check_min_steps=20)  # img_size: the run decides (32)
     folder = kerastl.explain(finetune_run, budget=checked, output_dir=tmp_path / "out", log=QUIET)
     rows = _rows(folder / "probe.csv")
     tuned = [r for r in rows if r["weights"] == "fine-tuned"]
@@ -226,7 +226,7 @@ def test_a_failure_midway_leaves_nothing_half_written(tmp_path, monkeypatch):
     monkeypatch.setattr(probe, "block_features", features)
     monkeypatch.setattr(figures, "probe_by_block", broken)
     with pytest.raises(RuntimeError, match="disk is full"):
-        kerastl.explain(budget=TINY, output_dir=tmp_path / "out", check=False, log=QUIET)
+        kerastl.explain(budget=TINY_BUDGET, output_dir=tmp_path / "out", check=False, log=QUIET)
     assert written == ["probe.csv"]  # something was half-written when it failed...
     assert os.listdir(tmp_path) == []  # ...and none of it is left
 
@@ -257,9 +257,8 @@ def _mkdir(path):
     return path
 
 
-@pytest.mark.backend_independent
 def test_the_command_line_in_a_real_process_is_light_and_one_line_on_error(tmp_path):
-    from tests.conftest import run_module
+    from tests.helpers import run_module
     import subprocess
     import sys
 
@@ -271,7 +270,6 @@ def test_the_command_line_in_a_real_process_is_light_and_one_line_on_error(tmp_p
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.backend_independent
 def test_a_named_budget_shrinks_to_a_small_folder(tmp_path):
     """The quick budget asks for 1,000 / 2,000 images; a folder of 6 a class gets what it has, and says so."""
     from PIL import Image

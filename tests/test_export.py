@@ -21,18 +21,14 @@ from kerastl.errors import ExportFailed, UserError
 from kerastl.export import convert
 from kerastl.litert import LiteRTModel
 from kerastl.models import build_cnn, build_mlp
-from tests.conftest import ROOT, backend, run_export, run_fit, run_module, write_run
+from tests.helpers import ROOT, backend, run_export, run_fit, run_module, train_small, write_run
 
 BACKEND = backend()
 TEST_LIMIT = 500
 
 
 def train_mlp(mnist, images: int = 2000) -> keras.Model:
-    keras.utils.set_random_seed(0)
-    model = build_mlp(hidden=(64,), dropout=0.0)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-    model.fit(mnist["x_train"][:images].astype("float32"), mnist["y_train"][:images], epochs=1, batch_size=32, verbose=0)
-    return model
+    return train_small(mnist, build_mlp, images, hidden=(64,), dropout=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +46,7 @@ def leftovers(run_dir: Path) -> list[str]:
 # What the export writes
 
 
+@pytest.mark.every_backend
 def test_export_writes_every_file_and_a_report(exported):
     run_dir, report = exported
     folder = run_dir / "export"
@@ -83,6 +80,7 @@ def test_float_files_agree_with_keras(exported):
     assert rows["tflite float16"]["agreement"] >= 0.99
 
 
+@pytest.mark.every_backend
 def test_tflite_float32_probabilities_match_keras(exported, mnist):
     run_dir, _ = exported
     x = mnist["x_test"][:64]
@@ -226,7 +224,6 @@ def test_damaged_or_live_run_folder_is_one_line(tmp_path, exported, capsys, monk
     assert not (run_dir / "export").exists() and leftovers(run_dir) == []
 
 
-@pytest.mark.backend_independent
 def test_bad_flags_and_missing_run_exit_2(tmp_path, capsys, monkeypatch):
     for args, message in (
         ([str(tmp_path), "--quantize", "int4"], "--quantize: unknown"),
@@ -238,7 +235,6 @@ def test_bad_flags_and_missing_run_exit_2(tmp_path, capsys, monkeypatch):
         assert len(err.strip().splitlines()) == 1 and message in err and err.startswith("kerastl.export: error: ")
 
 
-@pytest.mark.backend_independent
 def test_the_command_in_a_real_process(tmp_path):
     """The one real `python -m kerastl.export` (the other checks call its main in this process)."""
     result = run_module("kerastl.export", str(tmp_path / "nope"), env={"TF_CPP_MIN_LOG_LEVEL": "3"})

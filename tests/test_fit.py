@@ -14,11 +14,11 @@ from kerastl.api import run_with_options
 from kerastl.config import OPTIONS
 from kerastl.data import make_splits
 from kerastl.errors import RunInterrupted
-from tests.conftest import ROOT, backend, run_fit, run_module
+from tests.helpers import ROOT, backend, run_fit, run_module
 
 
 def quick(limit: int = 600, test_limit: int = 300) -> list[str]:
-    """A small seeded slice with a fixed schedule (test_schedule.py tests the sized ones)."""
+    """A small seeded slice with a fixed schedule (test_sizing.py tests the sized ones)."""
     return ["--limit", str(limit), "--test-limit", str(test_limit), "--seed", "0", "--min-steps", "0"]
 
 
@@ -28,6 +28,7 @@ QUICK = quick()
 _fit = run_fit  # python -m kerastl.fit, in this process
 
 
+@pytest.mark.every_backend
 def test_mlp_run_learns_and_writes_the_run_folder(tmp_path, capsys):
     code, out, err = _fit(["--mode", "mlp", "--epochs", "2", "--output-dir", str(tmp_path), "--run-name", "r", *QUICK], capsys)
     assert code == 0, err
@@ -83,6 +84,7 @@ def _history(run_dir):
         return [{key: float(value) for key, value in row.items() if key in ("epoch", "val_loss")} for row in csv.DictReader(f)]
 
 
+@pytest.mark.every_backend
 def test_resume_after_interruption_loses_no_epoch(tmp_path, capsys):
     argv = ["--mode", "mlp", "--epochs", "4", "--output-dir", str(tmp_path), "--run-name", "r", *QUICK]
     options = {name: getattr(fit.parse_args(argv), name) for name in OPTIONS}
@@ -172,7 +174,6 @@ def test_resume_refuses_other_flags_and_a_live_run(tmp_path, capsys):
     assert (tmp_path / "r" / "config.yaml").is_file() and not (tmp_path / "r" / ".lock").exists()
 
 
-@pytest.mark.backend_independent
 def test_run_folders_started_in_the_same_second_get_their_own_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(runs.time, "strftime", lambda _: "20250101-000000")
     folders = [runs.create_run_dir(tmp_path, None, "mlp", "mnist") for _ in range(3)]
@@ -181,7 +182,6 @@ def test_run_folders_started_in_the_same_second_get_their_own_folder(tmp_path, m
         runs.create_run_dir(tmp_path, "mlp-mnist-20250101-000000", "mlp", "mnist")
 
 
-@pytest.mark.backend_independent
 def test_a_damaged_run_folder_is_one_line(tmp_path, capsys):
     run = tmp_path / "r"
     run.mkdir()
@@ -194,7 +194,6 @@ def test_a_damaged_run_folder_is_one_line(tmp_path, capsys):
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # a resumed folder is never removed
 
 
-@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -214,7 +213,6 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
-@pytest.mark.backend_independent
 def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     code, out, err = _fit(["--mode", "mlp", "--output-dir", str(tmp_path / "file" / "runs")], capsys)
@@ -222,7 +220,6 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys):
     assert f"cannot create the output folder {tmp_path / 'file' / 'runs'}: Not a directory" in err
 
 
-@pytest.mark.backend_independent
 def test_bad_config_files(tmp_path, capsys):
     cases = {
         "typo.yaml": ("mode: mlp\nepoch: 3\n", "unknown config key 'epoch'"),
@@ -243,7 +240,6 @@ def test_weights_that_cannot_be_had_exit_2_with_alternatives(tmp_path, capsys):
     assert not any((tmp_path / "runs").iterdir())
 
 
-@pytest.mark.backend_independent
 def test_command_line_exit_codes_in_a_real_process(tmp_path):
     bad = run_module("kerastl.fit", "--mode", "mlp", "--epochs", "abc")
     assert bad.returncode == 2 and "invalid int value: 'abc'" in bad.stderr and bad.stderr.count("\n") == 1

@@ -12,9 +12,9 @@ from PIL import Image
 from kerastl import prediction, runs
 from kerastl.data import folders
 from kerastl.litert import LiteRTModel
-from tests.conftest import SHAPES, backend, make_image_folder, run_fit
+from tests.helpers import SHAPES, backend, make_image_folder, run_fit
 
-TINY = ["--epochs", "1", "--head-epochs", "1", "--img-size", "32", "--batch-size", "8", "--seed", "0", "--min-steps", "0"]
+FIT_FLAGS = ["--epochs", "1", "--head-epochs", "1", "--img-size", "32", "--batch-size", "8", "--seed", "0", "--min-steps", "0"]
 
 
 _fit = run_fit  # python -m kerastl.fit, in this process
@@ -43,7 +43,7 @@ def folder_run(tmp_path_factory, shapes):
     def run(mode: str, capsys):
         if mode not in done:
             out = tmp_path_factory.mktemp(mode)
-            argv = ["--mode", mode, "--dataset", str(shapes), "--output-dir", str(out), "--run-name", "r", *TINY]
+            argv = ["--mode", mode, "--dataset", str(shapes), "--output-dir", str(out), "--run-name", "r", *FIT_FLAGS]
             done[mode] = (*_fit(argv + (["--export"] if mode in EXPORTED else []), capsys), out / "r")
         return done[mode]
 
@@ -113,7 +113,7 @@ def test_given_train_val_test_folders_are_the_splits(tmp_path, capsys):
     for split, count in (("train", 6), ("val", 2), ("test", 3)):
         make_image_folder(tmp_path / "data" / split, per_class=count, seed=len(split), classes=("a", "b"))
     code, out, err = _fit(["--mode", "cnn", "--dataset", str(tmp_path / "data"), "--output-dir", str(tmp_path / "runs"),
-                           "--run-name", "r", "--image-size", "24", *TINY], capsys)
+                           "--run-name", "r", "--stored-size", "24", *FIT_FLAGS], capsys)
     assert code == 0, err
     metrics = json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())
     assert (metrics["train_images"], metrics["validation_images"], metrics["test_images"]) == (12, 4, 6)
@@ -122,7 +122,7 @@ def test_given_train_val_test_folders_are_the_splits(tmp_path, capsys):
 
 def test_per_class_draws_a_balanced_subset_of_a_folder(tmp_path, capsys, shapes):
     code, out, err = _fit(["--mode", "mlp", "--dataset", str(shapes), "--per-class", "4", "--output-dir", str(tmp_path),
-                           "--run-name", "r", *TINY], capsys)
+                           "--run-name", "r", *FIT_FLAGS], capsys)
     assert code == 0, err
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert (metrics["train_images"], metrics["validation_images"]) == (12, 3)  # 4 of 10 per class; the val folder's 3 validate
@@ -156,7 +156,6 @@ def _bad_folder(tmp_path: Path, case: str) -> Path:
     return root
 
 
-@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "case, message",
     [
@@ -176,7 +175,6 @@ def test_a_bad_folder_is_one_line_and_exit_2(tmp_path, capsys, case, message):
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
 
 
-@pytest.mark.backend_independent
 def test_broken_files_are_skipped_named_and_counted(tmp_path):
     """Truncated, not an image, a decompression bomb, a palette BMP and a 16-bit PNG (which
     TensorFlow's decoder reads wrongly) are skipped with their reasons; the rest is used."""
@@ -198,7 +196,6 @@ def test_broken_files_are_skipped_named_and_counted(tmp_path):
     assert lines[1].startswith("data: warning: skipped 5 of 65 images that cannot be used: ")
 
 
-@pytest.mark.backend_independent
 def test_the_scan_is_seeded_and_stratified(tmp_path):
     root = make_image_folder(tmp_path / "data", per_class=20, classes=("a", "b", "c"))
     first, again, other = (folders.scan(root, seed=s, log=lambda _: None) for s in (0, 0, 1))
@@ -225,7 +222,7 @@ def hub_preset(tmp_path_factory) -> Path:
 
 def test_a_keras_hub_backbone_trains_exports_and_passes_parity(tmp_path, capsys, shapes, hub_preset):
     argv = ["--mode", "partial", "--unfreeze", "1", "--backbone", f"hub:{hub_preset}", "--dataset", str(shapes),
-            "--output-dir", str(tmp_path), "--run-name", "r", "--export", *TINY]
+            "--output-dir", str(tmp_path), "--run-name", "r", "--export", *FIT_FLAGS]
     code, out, err = _fit(argv, capsys)
     assert code == 0, err
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
@@ -236,7 +233,6 @@ def test_a_keras_hub_backbone_trains_exports_and_passes_parity(tmp_path, capsys,
     assert report["labels"] == list(SHAPES) and not [row for row in report["rows"] if row["flagged"]]
 
 
-@pytest.mark.backend_independent
 def test_hub_without_keras_hub_says_how_to_install(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "keras_hub", None)  # import fails as if not installed
     code, out, err = _fit(["--mode", "finetune", "--backbone", "hub:resnet_18_imagenet", "--output-dir", str(tmp_path)], capsys)
@@ -244,7 +240,6 @@ def test_hub_without_keras_hub_says_how_to_install(tmp_path, capsys, monkeypatch
     assert 'needs keras-hub, which is not installed: pip install "kerastl[hub]"' in err
 
 
-@pytest.mark.backend_independent
 def test_a_missing_hub_preset_folder_is_one_line(tmp_path, capsys):
     pytest.importorskip("keras_hub")
     code, out, err = _fit(["--mode", "finetune", "--backbone", f"hub:{tmp_path / 'nope'}", "--output-dir", str(tmp_path / "runs"),
@@ -252,7 +247,6 @@ def test_a_missing_hub_preset_folder_is_one_line(tmp_path, capsys):
     assert code == 2 and err.strip().count("\n") == 0 and "no such preset folder" in err, err
 
 
-@pytest.mark.backend_independent
 def test_a_resumed_run_refuses_a_folder_whose_split_changed(tmp_path):
     root = make_image_folder(tmp_path / "data", per_class=10, classes=("a", "b"))
     record = tmp_path / "run" / runs.SPLIT_FILE

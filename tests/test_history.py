@@ -4,7 +4,6 @@ import csv
 
 import keras
 import numpy as np
-import pytest
 
 from kerastl import history
 from kerastl.history import COLUMNS, HistoryWriter, RunClock, milestones, read_history
@@ -60,7 +59,6 @@ def test_an_epoch_run_again_after_a_resume_replaces_its_row(tmp_path):
     assert all(b > a for a, b in zip(seconds, seconds[1:]))  # the clock continues from the kept row
 
 
-@pytest.mark.backend_independent
 def test_milestones_read_the_first_epoch_at_95_percent():
     rows = [{"epoch": i + 1, "seconds": 10.0 * (i + 1), "val_accuracy": v} for i, v in enumerate([0.9, 0.95, 0.97])]
     assert milestones(rows) == {"epochs_to_95": 2, "seconds_to_95": 20.0}
@@ -68,7 +66,6 @@ def test_milestones_read_the_first_epoch_at_95_percent():
     assert milestones([{"epoch": 1, "seconds": 1.0, "val_accuracy": None}]) == {"epochs_to_95": None, "seconds_to_95": None}
 
 
-@pytest.mark.backend_independent
 def test_the_run_clock_is_found_by_run_folder(tmp_path):
     clock = history.start_clock(tmp_path)
     assert history.clock_of(tmp_path) is clock

@@ -1,5 +1,6 @@
-"""The learning-rate finder: the sweep leaves no trace, its suggestion lies in its range, and
-`fit --lr find` sweeps every stage that trains and trains with the rates found."""
+"""The learning-rate finder: the sweep leaves no trace, its suggestion lies below the rate of the
+lowest loss, `fit --lr find` sweeps every stage that trains and trains with the rates found, and a
+resumed stage trains with the rate it found before."""
 
 import json
 
@@ -9,18 +10,27 @@ import pytest
 
 import kerastl
 from kerastl import lr_finder, runs
-from tests.conftest import run_fit
 from kerastl.config import OPTIONS, resolve_run_config
 from kerastl.models import build_cnn
-
-QUIET = lambda _: None  # noqa: E731
-TINY = {"limit": 300, "test_limit": 100, "min_steps": 0, "seed": 0}
+from kerastl.modes import FINETUNE
+from tests.helpers import QUIET, TINY, run_fit
 
 
 def _values(variables) -> list[np.ndarray]:
     return [np.array(keras.ops.convert_to_numpy(v.value), copy=True) for v in variables]
 
 
+def test_a_resumed_stage_trains_with_the_rate_it_found_before(tmp_path):
+    """lr_find.json is written as soon as a sweep ends; a stage that runs again (after --resume)
+    takes its suggestion from there and sweeps nothing (no model is given to sweep)."""
+    sweep = lr_finder.LRSweep([1e-6, 1e-3], [2.3, 2.0], [2.3, 2.0], 3.5e-4, 100, False, 16, 1.0, stage="finetune")
+    lr_finder.write_sweeps(tmp_path, {"finetune": sweep})
+    lines = []
+    rate = lr_finder.find_for_stage(None, FINETUNE, None, [], {"batch_size": 16}, tmp_path, None, None, False, lines.append)
+    assert rate == 3.5e-4 and lines == ["stage finetune: lr find: the rate this run found before, 0.00035"]
+
+
+@pytest.mark.every_backend
 def test_the_sweep_restores_weights_and_optimizer_bit_for_bit(mnist_slice):
     keras.utils.set_random_seed(0)
     model = build_cnn(augment=True)  # dropout and augmentation: random generators whose state must come back too
@@ -55,7 +65,6 @@ def test_a_diverging_sweep_stops_early(mnist_slice):
     assert sweep.suggestion < sweep.lrs[-1] / 10  # well before where it blew up
 
 
-@pytest.mark.backend_independent
 def test_the_valley_suggestion_on_a_known_curve():
     lrs = list(lr_finder.exponential_rates(1e-6, 1.0, 100))
     assert lrs[0] == pytest.approx(1e-6) and lrs[-1] == pytest.approx(1.0) and lrs[50] == pytest.approx(10 ** -2.97, rel=1e-3)
@@ -76,10 +85,11 @@ def test_fit_lr_find_sweeps_both_stages_and_trains_with_the_rates(tmp_path, monk
     recorded = runs.read_config(run.folder)
     sweeps = run.metrics["lr_find"]
     assert set(sweeps) == {"head", "finetune"}
-    assert recorded["lr"] == sweeps["head"]["suggestion"] and recorded["finetune_lr"] == sweeps["finetune"]["suggestion"]
+    assert recorded["lr"] == recorded["finetune_lr"] == "find"  # config.yaml: what the run was asked, written once
+    assert run.metrics["learning_rates"] == {stage: sweeps[stage]["suggestion"] for stage in ("head", "finetune")}
     for stage, summary in sweeps.items():
         assert summary["steps"] <= 40 and summary["start_lr"] == pytest.approx(lr_finder.START_LR)
-        assert summary["start_lr"] <= summary["suggestion"] <= summary["end_lr"]
+        assert summary["suggestion"] < summary["lowest_loss_lr"]  # fastai's valley: below the rate of the lowest loss
         assert any(line.startswith(f"stage {stage}: {1} epoch(s) at lr {summary['suggestion']:g}") for line in lines), lines
     assert (run.folder / runs.LR_FIND_FIGURE).stat().st_size > 10_000
     curves = json.loads((run.folder / runs.LR_FIND).read_text())
@@ -91,10 +101,9 @@ def test_feature_mode_sweeps_the_head_on_its_features(tmp_path, monkeypatch):
     monkeypatch.setattr(lr_finder, "STEPS", 40)
     run = kerastl.run("feature", lr="find", img_size=32, epochs=1, output_dir=str(tmp_path), run_name="fe", log=QUIET, **TINY)
     assert set(run.metrics["lr_find"]) == {"head"}
-    assert runs.read_config(run.folder)["lr"] == run.metrics["lr_find"]["head"]["suggestion"]
+    assert run.metrics["learning_rates"] == {"head": run.metrics["lr_find"]["head"]["suggestion"]}
 
 
-@pytest.mark.backend_independent
 @pytest.mark.parametrize(("options", "rates"), [
     ({"lr": "find"}, ("find", "find")),  # --lr find sweeps every stage...
     ({"lr": "find", "finetune_lr": 1e-4}, ("find", 1e-4)),  # ...unless the fine-tuning rate is given
@@ -106,7 +115,6 @@ def test_which_stages_sweep(options, rates):
     assert (config["lr"], config["finetune_lr"]) == rates
 
 
-@pytest.mark.backend_independent
 @pytest.mark.parametrize(("argv", "message"), [
     (["--lr", "fast"], "invalid lr: 'fast'"),
     (["--lr", "-1"], "invalid lr: -1.0"),

@@ -1,10 +1,12 @@
 import keras
 import numpy as np
+import pytest
 
 from kerastl.models import build_cnn, build_mlp, build_transfer_model
 from kerastl.preprocessing import pixel_adapter, pixels_input
 
 
+@pytest.mark.every_backend
 def test_mlp_and_cnn_shapes_and_sizes():
     mlp, cnn = build_mlp(), build_cnn()
     assert mlp.count_params() == 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10
@@ -15,6 +17,7 @@ def test_mlp_and_cnn_shapes_and_sizes():
         np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.every_backend
 def test_in_graph_preprocessing_matches_by_hand():
     inputs = pixels_input()
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -29,6 +32,7 @@ def test_in_graph_preprocessing_matches_by_hand():
         np.testing.assert_allclose(out[:, 1, 1, c], (expected - mean[c]) / std[c], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.every_backend
 def test_transfer_model_takes_raw_pixels_and_has_a_new_dense10_head():
     model, backbone, head, features = build_transfer_model("efficientnet_lite0", 32, "none", log=lambda _: None)
     assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)

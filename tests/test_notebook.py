@@ -9,13 +9,11 @@ import inspect
 import json
 import re
 
-import pytest
 
 import kerastl
 from kerastl.config import OPTIONS
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
-pytestmark = pytest.mark.backend_independent  # no Keras model: runs under the first backend only (tests/run_backends.py)
 
 NOTEBOOK = ROOT / "docs" / "transfer_learning.ipynb"
 TIME_LIMIT_S = 15 * 60  # the lesson's promise on a 2-core CPU

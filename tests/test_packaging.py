@@ -5,9 +5,8 @@ import pytest
 from kerastl import config, fit
 from kerastl.cli import run_cli
 from kerastl.errors import UserError
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
-pytestmark = pytest.mark.backend_independent  # no Keras model: runs under the first backend only (tests/run_backends.py)
 
 
 def test_every_mode_config_is_package_data_and_the_top_level_file():
@@ -41,14 +40,15 @@ def test_cache_features_is_no_longer_a_config_key():
         config.check({"cache_features": True}, "test")
 
 
-def test_run_backends_leaves_backend_independent_tests_to_the_first_backend():
-    from tests.run_backends import BACKENDS, ONCE, pytest_args
+def test_run_backends_runs_everything_under_tensorflow_and_the_contract_under_the_others():
+    from tests.run_backends import BACKENDS, EVERY_BACKEND, pytest_args
 
-    assert BACKENDS[0] == "tensorflow" and ONCE == "backend_independent"
+    assert BACKENDS[0] == "tensorflow" and EVERY_BACKEND == "every_backend"
     assert pytest_args(["-x"], first=True) == ["-x"]
-    assert pytest_args(["-x"], first=False) == ["-x", "-m", "not backend_independent"]
-    assert pytest_args(["-m", "not slow", "-x"], first=False) == ["-m", "(not slow) and not backend_independent", "-x"]
-    assert '"backend_independent: ' in (ROOT / "pyproject.toml").read_text()  # registered, so a typo in a mark is caught
+    assert pytest_args(["-x"], first=False) == ["-x", "-m", "every_backend"]
+    assert pytest_args(["-m", "not slow", "-x"], first=False) == ["-m", "(not slow) and every_backend", "-x"]
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"every_backend: ' in pyproject and '"slow: ' in pyproject  # registered, so a typo in a mark is caught
 
 
 def test_run_backends_runs_one_worker_per_core_and_caches_jax_compilations(monkeypatch):

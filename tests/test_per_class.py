@@ -8,7 +8,6 @@ from kerastl.cli import run_cli
 from kerastl.data.splits import balanced_indices, make_splits
 from kerastl.errors import UserError
 
-pytestmark = pytest.mark.backend_independent  # no Keras model: runs under the first backend only (tests/run_backends.py)
 
 
 def _labels(per_class_counts):

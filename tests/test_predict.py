@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
@@ -18,7 +17,7 @@ import kerastl
 from kerastl import export, prediction
 from kerastl.digit_image import ImageError, to_mnist
 from kerastl.models import build_mlp
-from tests.conftest import ROOT, run_in_process, run_module, write_run
+from tests.helpers import ROOT, run_in_process, run_module, train_small, write_run
 
 # Pillow's font draws these digits as people write them; its 1 (a flag and a foot) reads as a 7, and
 # its closed 6 and 9 as 0, 5 or 8, to MLPs trained on handwriting (measured on every backend and seed)
@@ -30,10 +29,7 @@ def run_dir(tmp_path_factory, mnist) -> Path:
     """An MLP trained for 3 epochs on 20,000 images under this backend, exported to SavedModel and int8 LiteRT.
     Smaller (128 units, 2 epochs on 10,000) misread a typed 4 or 8 with some seeds; this size read every
     handwriting-like typed digit right with seeds 0, 1 and 2 on TensorFlow, JAX and PyTorch."""
-    keras.utils.set_random_seed(0)
-    model = build_mlp(hidden=(256,), dropout=0.0)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-    model.fit(mnist["x_train"][:20000].astype("float32"), mnist["y_train"][:20000], epochs=3, batch_size=64, verbose=0)
+    model = train_small(mnist, build_mlp, 20000, epochs=3, batch_size=64, hidden=(256,), dropout=0.0)
     run = write_run(tmp_path_factory.mktemp("runs") / "mlp", model)
     export.export_run(run, quantize=["int8"], test_limit=100, latency_repeats=2, calibration_images=100, log=lambda _: None)
     return run
@@ -70,7 +66,6 @@ def centre_of_mass(digit: np.ndarray) -> tuple[float, float]:
 # Preprocessing: the MNIST recipe
 
 
-@pytest.mark.backend_independent
 @pytest.mark.parametrize("size", [30, 120, 400])
 @pytest.mark.parametrize("dark_on_light", [True, False])
 def test_drawn_digit_becomes_an_mnist_digit(tmp_path, size, dark_on_light):
@@ -85,14 +80,12 @@ def test_drawn_digit_becomes_an_mnist_digit(tmp_path, size, dark_on_light):
     assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
 
 
-@pytest.mark.backend_independent
 def test_dark_on_light_and_light_on_dark_give_the_same_digit(tmp_path):
     dark = to_mnist(draw_digit(tmp_path / "dark.png", "4", 150, True)).astype(float)
     light = to_mnist(draw_digit(tmp_path / "light.png", "4", 150, False, colour=False)).astype(float)
     assert np.abs(dark - light).mean() < 3
 
 
-@pytest.mark.backend_independent
 def test_invert_flag_overrides_the_border_guess(tmp_path):
     path = draw_digit(tmp_path / "dark.png", "2", 120, True)
     np.testing.assert_array_equal(to_mnist(path, invert="yes"), to_mnist(path, invert="auto"))
@@ -100,7 +93,6 @@ def test_invert_flag_overrides_the_border_guess(tmp_path):
         to_mnist(path, invert="no")  # light paper taken as ink: nothing is brighter than the border
 
 
-@pytest.mark.backend_independent
 def test_mnist_digits_survive_the_round_trip(tmp_path, mnist):
     originals = mnist["x_test"][:20]
     back = np.stack([to_mnist(mnist_photo(tmp_path / f"{i}.jpg", d)) for i, d in enumerate(originals)])
@@ -110,6 +102,7 @@ def test_mnist_digits_survive_the_round_trip(tmp_path, mnist):
 # Classifying with every model format
 
 
+@pytest.mark.every_backend
 def test_every_model_format_classifies_photos_of_mnist_digits(tmp_path, run_dir, mnist, capsys):
     x, y = mnist["x_test"][:20], mnist["y_test"][:20]
     images = [str(mnist_photo(tmp_path / f"digit{i}.jpg", d)) for i, d in enumerate(x)]

@@ -8,13 +8,12 @@ import sys
 import pytest
 
 from kerastl.quiet import filtered_stderr
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 KERASTL_LINE = re.compile(r"^(kerastl[.:]|data: |stage \w+: |test: |weights: |feature: |pretrain: |figures: |done: )")
 KERAS_PROGRESS = re.compile(r"^(Epoch \d+/\d+|\d+/\d+ .*step.*)$")
 
 
-@pytest.mark.backend_independent
 def test_filtered_stderr_drops_only_tensorflow_start_up_lines(capfd):
     with filtered_stderr():
         os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
@@ -25,6 +24,7 @@ def test_filtered_stderr_drops_only_tensorflow_start_up_lines(capfd):
     assert sorted(capfd.readouterr().err.splitlines()) == ["a Python warning", "a real problem"]
 
 
+@pytest.mark.every_backend
 def test_a_normal_run_prints_only_kerastl_lines_and_keras_progress(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
     result = subprocess.run(
@@ -39,7 +39,6 @@ def test_a_normal_run_prints_only_kerastl_lines_and_keras_progress(tmp_path):
     assert any(line.startswith("done: mlp test accuracy") for line in lines)
 
 
-@pytest.mark.backend_independent
 def test_tensorflow_retracing_warnings_are_dropped_and_other_warnings_kept():
     import logging
 

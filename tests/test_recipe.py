@@ -1,12 +1,14 @@
 """The training recipe's parts: augmentation only while training, label-smoothed loss."""
 
 import numpy as np
+import pytest
 import keras
 
 from kerastl.losses import SparseCrossentropy, training_loss
 from kerastl.models import build_cnn, build_mlp
 
 
+@pytest.mark.every_backend
 def test_augmentation_changes_training_inputs_only():
     keras.utils.set_random_seed(0)
     plain, augmented = build_mlp(), build_mlp(augment=True)
@@ -21,6 +23,7 @@ def test_augmentation_changes_training_inputs_only():
     assert moved.shape == x.shape and np.abs(moved - x).mean() > 1.0  # pixels really moved
 
 
+@pytest.mark.every_backend
 def test_label_smoothing_loss_matches_the_formula():
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], "float32")
     labels = np.array([0, 2])

@@ -14,7 +14,7 @@ import pytest
 
 from kerastl.data import make_splits
 from kerastl.model_files import load_keras_model
-from tests.conftest import ROOT, backend, run_module
+from tests.helpers import ROOT, backend, run_module
 
 # Small batches: epochs of a second or more with little compute, so the kill lands inside an epoch
 # rather than in the end-of-epoch writes. A PyTorch-backend step costs far more here (eager), so
@@ -39,6 +39,7 @@ def wait_for_rows(path, count: int, process, deadline: float) -> float:
     return time.monotonic()
 
 
+@pytest.mark.every_backend
 def test_sigkill_in_the_middle_of_an_epoch_then_resume(tmp_path, mnist):
     run = tmp_path / "r"
     argv = ["--mode", "mlp", "--epochs", "6", "--limit", str(LIMIT), "--test-limit", str(TEST_LIMIT),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from kerastl import runtime
-from tests.conftest import backend
+from tests.helpers import backend
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +34,7 @@ def _break_the_probe(monkeypatch):
         monkeypatch.setattr(tf.config, "list_physical_devices", broken)
 
 
+@pytest.mark.every_backend
 def test_a_failing_gpu_probe_warns_in_one_line_and_falls_back_to_the_cpu(monkeypatch, capsys):
     _break_the_probe(monkeypatch)
     assert runtime.accelerator() is None
@@ -43,6 +44,7 @@ def test_a_failing_gpu_probe_warns_in_one_line_and_falls_back_to_the_cpu(monkeyp
                    "CUDA driver version is insufficient for CUDA runtime version); running on the CPU"]
 
 
+@pytest.mark.every_backend
 def test_an_nvidia_driver_the_backend_cannot_use_is_named(monkeypatch, capsys, tmp_path):
     driver = tmp_path / "version"
     driver.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module\n")
@@ -52,12 +54,14 @@ def test_an_nvidia_driver_the_backend_cannot_use_is_named(monkeypatch, capsys, t
     assert len(err) == 1 and "NVIDIA driver is loaded" in err[0] and "running on the CPU" in err[0], err
 
 
+@pytest.mark.every_backend
 def test_a_cpu_only_machine_says_nothing(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(runtime, "NVIDIA_DRIVER", tmp_path / "absent")
     assert runtime.accelerator() is None
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.every_backend
 def test_jax_compiles_models_with_augmentation_layers():
     """Keras' jit_compile="auto" turns XLA off for a model holding RandomTranslation & co; under
     JAX kerastl's augmentation layers compile (op by op a step was several times slower); on
@@ -77,6 +81,7 @@ def test_jax_compiles_models_with_augmentation_layers():
     assert model.jit_compile is expected
 
 
+@pytest.mark.every_backend
 def test_a_backend_known_to_be_slower_on_a_cpu_names_the_faster_one():
     advice = runtime.cpu_backend_advice("finetune", has_accelerator=False)
     if backend() == "tensorflow":

@@ -70,7 +70,6 @@ def tensor(**fields):
     return lambda legacy: _tensor(legacy=legacy, **fields)
 
 
-@pytest.mark.backend_independent
 @pytest.mark.parametrize("layout", WRITERS)
 def test_crafted_files_read_like_torch_writes_them(tmp_path, layout):
     path = WRITERS[layout](tmp_path / "ok.pth", {
@@ -86,7 +85,6 @@ def test_crafted_files_read_like_torch_writes_them(tmp_path, layout):
     assert state["empty"].shape == (0, 5)
 
 
-@pytest.mark.backend_independent
 @pytest.mark.parametrize("layout", WRITERS)
 def test_torch_reads_the_crafted_files_the_same_way(tmp_path, layout):
     torch = pytest.importorskip("torch")
@@ -117,7 +115,6 @@ HOSTILE = {
 }
 
 
-@pytest.mark.backend_independent
 @pytest.mark.parametrize("layout", WRITERS)
 @pytest.mark.parametrize("case", HOSTILE)
 def test_hostile_tensors_are_refused_with_one_line(tmp_path, layout, case):
@@ -128,7 +125,6 @@ def test_hostile_tensors_are_refused_with_one_line(tmp_path, layout, case):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.backend_independent
 def test_broken_pickles_and_counts_are_user_errors(tmp_path):
     wrong_count = write_legacy(tmp_path / "count.pth", {"t": tensor()}, count=2**61)
     truncated = tmp_path / "truncated.pth"

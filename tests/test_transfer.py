@@ -7,9 +7,10 @@ import pytest
 from kerastl.backbones import BACKBONES, backbone_blocks, unfreeze
 from kerastl.config import DEFAULTS
 from kerastl.models import build_transfer_model
+from kerastl.modes import FINETUNE, HEAD
 from kerastl.train import Job, fit_stage
+from tests.helpers import QUIET, prepared_run
 
-QUIET = lambda _: None  # noqa: E731
 
 
 def _config(**overrides):
@@ -26,29 +27,32 @@ def transfer():
     return model, backbone
 
 
+@pytest.mark.every_backend
 def test_frozen_backbone_is_bitwise_unchanged_while_the_head_learns(transfer, mnist_slice, tmp_path):
     model, backbone = transfer
     before_backbone = _weights(backbone.layers)
     before_head = _weights([model.get_layer("classifier")])
     assert not backbone.trainable and len(model.trainable_weights) == 2
-    fit_stage(Job(_config(), tmp_path, mnist_slice, False, QUIET), model, "head", 1, 3e-3)
+    fit_stage(Job(prepared_run(_config(head_epochs=1, lr=3e-3), mnist_slice), tmp_path, QUIET), model, HEAD)
     for a, b in zip(before_backbone, _weights(backbone.layers)):
         assert np.array_equal(a, b)  # includes batch-norm moving mean and variance
     assert not np.array_equal(before_head[0], _weights([model.get_layer("classifier")])[0])
 
 
+@pytest.mark.every_backend
 def test_unfrozen_backbone_learns_but_batch_norm_statistics_stay(mnist_slice, tmp_path):
     model, backbone, _, _ = build_transfer_model("efficientnet_lite0", 32, "imagenet", log=QUIET)
     unfreeze("efficientnet_lite0", backbone)
     bn = backbone.get_layer("block5_bn1")
     conv = backbone.get_layer("block5_depthwise_conv")
     stats, kernel = [np.array(bn.moving_mean), np.array(bn.moving_variance)], np.array(conv.kernel)
-    fit_stage(Job(_config(), tmp_path, mnist_slice, False, QUIET), model, "finetune", 1, 3e-4)
+    fit_stage(Job(prepared_run(_config(epochs=1, finetune_lr=3e-4), mnist_slice), tmp_path, QUIET), model, FINETUNE)
     assert np.array_equal(stats[0], np.array(bn.moving_mean))
     assert np.array_equal(stats[1], np.array(bn.moving_variance))
     assert not np.array_equal(kernel, np.array(conv.kernel))
 
 
+@pytest.mark.every_backend
 def test_partial_unfreezes_exactly_the_top_blocks():
     model, backbone, _, _ = build_transfer_model("efficientnet_lite0", 32, "none", log=QUIET)
     names = unfreeze("efficientnet_lite0", backbone, 3)

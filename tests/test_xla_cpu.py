@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from kerastl import xla_cpu
-from tests.conftest import backend
+from tests.helpers import backend, jax_only
 
-jax_only = pytest.mark.skipif(backend() != "jax", reason="kernels for the JAX backend")
+
 TOLERANCE = 1e-5  # relative to the largest value; float32 sums in another order
 
 
@@ -23,6 +23,7 @@ def _close(a, b) -> bool:
     return a.shape == b.shape and float(np.max(np.abs(a - b))) <= TOLERANCE * max(float(np.max(np.abs(a))), 1e-6)
 
 
+@pytest.mark.every_backend
 @jax_only
 @pytest.mark.parametrize(
     "shape, kernel, stride, padding",
@@ -53,6 +54,7 @@ def test_depthwise_matches_xla_and_its_gradients(shape, kernel, stride, padding,
     assert _close(grads_ref[0], grads[0]) and _close(grads_ref[1], grads[1])
 
 
+@pytest.mark.every_backend
 @jax_only
 def test_keras_layers_use_the_kernels_and_keep_their_results(rng):
     import jax
@@ -69,6 +71,7 @@ def test_keras_layers_use_the_kernels_and_keep_their_results(rng):
     assert _close(np.einsum("bhwc,cd->bhwd", np.asarray(y), np.asarray(pointwise.kernel)[0, 0]), z)
 
 
+@pytest.mark.every_backend
 @pytest.mark.skipif(backend() == "jax", reason="the other backends")
 def test_other_backends_are_left_alone():
     assert xla_cpu.use_fast_convolutions() is False

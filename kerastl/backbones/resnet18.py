@@ -13,7 +13,7 @@ import numpy as np
 from keras import layers
 
 from kerastl.backbones.torch_state_dict import copy_into
-from kerastl.layers import BN_MOMENTUM
+from kerastl.batch_norm import BN_MOMENTUM
 
 BN_EPSILON = 1e-5
 STAGE_FILTERS = (64, 128, 256, 512)

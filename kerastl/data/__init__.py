@@ -3,27 +3,28 @@ and the input pipeline."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from kerastl.data.datasets import CLASS_NAMES, DATASETS, IMAGE_SHAPE, DataInfo, builtin_info
-from kerastl.data.pipeline import fit_inputs, make_dataset, predict, validation_data
+from kerastl.data.datasets import DATASETS, IMAGE_SHAPE, DataInfo, builtin_info
+from kerastl.data.pipeline import fit_inputs, make_dataset, predict_in_batches, validation_data
 from kerastl.data.sources import load_arrays
 from kerastl.data.splits import Splits, make_splits
+from kerastl.modes import BACKBONE_MODES
+from kerastl.log import Log
 
 
-def load_data(config: dict[str, Any], log: Callable[[str], None] = print):
+def load_data(config: dict[str, Any], log: Log = print):
     """(arrays, DataInfo, FolderData or None) for a run's config: the built-in dataset's uint8
     arrays, or an image folder scanned and split (its "x_*" are `FileImages`, with "x_val")."""
-    from kerastl.config import TRANSFER_MODES
     from kerastl.data import folders
     from kerastl.errors import UserError
 
     name = config["dataset"]
     if not folders.is_folder_dataset(name):
-        if config.get("image_size") not in (None, IMAGE_SHAPE[0]):
-            raise UserError(f"--image-size is for image folders; {name} images are {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}")
+        if config.get("stored_size") not in (None, IMAGE_SHAPE[0]):
+            raise UserError(f"--stored-size is for image folders; {name} images are {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}")
         return load_arrays(name, config["data_dir"], log=log), builtin_info(name), None
-    stored = config.get("image_size") or (config["img_size"] if config["mode"] in TRANSFER_MODES else None)
+    stored = config.get("stored_size") or (config["img_size"] if config["mode"] in BACKBONE_MODES else None)
     folder = folders.scan(name, config["seed"], stored, config["validation_fraction"], config["max_broken_share"], log)
     arrays = {}
     for split in ("train", "val", "test"):
@@ -49,4 +50,4 @@ def load_fashion_mnist(data_dir=None, log=print):
     return (a["x_train"], a["y_train"]), (a["x_test"], a["y_test"])
 
 
-__all__ = ["CLASS_NAMES", "DATASETS", "IMAGE_SHAPE", "DataInfo", "Splits", "load_data", "fit_inputs", "load_arrays", "load_fashion_mnist", "load_mnist", "make_dataset", "make_splits", "predict", "validation_data"]
+__all__ = ["DATASETS", "IMAGE_SHAPE", "DataInfo", "Splits", "load_data", "fit_inputs", "load_arrays", "load_fashion_mnist", "load_mnist", "make_dataset", "make_splits", "predict_in_batches", "validation_data"]

@@ -24,11 +24,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from kerastl.errors import UserError
+from kerastl.log import Log
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 FORMATS = {"JPEG", "PNG", "BMP", "GIF", "MPO"}  # MPO: a JPEG with extra frames (many phone cameras)
@@ -38,7 +39,6 @@ DEFAULT_SIZE = 64  # stored side of images of mixed sizes, for models trained fr
 LARGEST_STORED_SIDE = 128  # images that all share one larger size are stored scaled down to this
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class FolderData:
 
 def stored_at(splits, data, side: int):
     """(splits, DataInfo) of an image folder with its images decoded at `side` x `side` instead,
-    when the schedule chose another input size than the scan stored (kerastl.schedule)."""
+    when the schedule chose another input size than the scan stored (kerastl.sizing)."""
     if data.image_shape[:2] == (side, side):
         return splits, data
     for name in ("x_train", "x_val", "x_test"):

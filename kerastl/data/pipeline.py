@@ -2,12 +2,13 @@
 
 All pixel work (cast, rescale, resize, channel tiling, normalisation) lives in layers at the front of
 the model, so it runs inside the compiled step and exported models take raw pixels. Here we only
-batch. With TensorFlow installed this is `tf.data`; without it, the arrays go to `fit` directly.
-Images of a folder (`kerastl.data.folders.FileImages`) are streamed from their files.
+batch, with `tf.data` (TensorFlow is a dependency on every backend). Images of a folder
+(`kerastl.data.folders.FileImages`) are streamed from their files.
 
-When training is spread over several devices with JAX (`kerastl.distribute`), every batch must
-split evenly over them: a training set drops a last batch that cannot, and an evaluation set is
-padded with images of weight 0 (the real images weighted so that loss and accuracy stay exact).
+Every batch must split evenly over the devices, and where steps compile per batch shape (JAX, an
+accelerator) every batch is full (kerastl.distribute.Placement): a training set drops a last batch
+that cannot split (`steps_per_epoch` counts the steps that remain), and an evaluation set is padded
+with images of weight 0 (the real images weighted so that loss and accuracy stay exact).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kerastl.data.folders import FileImages, file_dataset
 def make_dataset(
     x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = False, seed: int = 0, cache: bool = True, passes: int = 1
 ) -> Any:
-    """A `tf.data.Dataset` of (uint8 images, int labels) batches, or the arrays when TF is absent.
+    """A `tf.data.Dataset` of (uint8 images, int labels) batches.
 
     `passes` > 1 goes over the images that many times per epoch (reshuffled each time), so a tiny
     training set makes enough steps per epoch to pay for the per-epoch work (validation, checkpoints).
@@ -47,12 +48,26 @@ def make_dataset(
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
+def drops_last_batch(images: int, batch_size: int, multiple: int) -> bool:
+    """Whether a training pipeline of `images` drops its last batch: one that would not split over
+    the devices (`multiple`, kerastl.distribute.Placement.batch_multiple)."""
+    return (images % batch_size) % multiple != 0
+
+
+def steps_per_epoch(images: int, batch_size: int, passes: int = 1, multiple: int = 1) -> int:
+    """The optimiser steps one training epoch really makes: `passes` over `images` in batches of
+    `batch_size`, less a last batch that is dropped (`drops_last_batch`). The schedule sized to the
+    data, the learning-rate schedule, fit's steps and the log all use this one count."""
+    batches, rest = divmod(images * passes, batch_size)
+    return batches + (1 if rest and not drops_last_batch(images, batch_size, multiple) else 0)
+
+
 def even_batches(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool):
     """(x, y, weights or None, drop_remainder) so that every batch splits over the devices."""
     from kerastl.distribute import active
 
-    multiple = active().batch_multiple
-    if (len(y) % batch_size) % multiple == 0:
+    multiple = active().batch_multiple(batch_size)
+    if not drops_last_batch(len(y), batch_size, multiple):
         return x, y, None, False
     if training:
         return x, y, None, True
@@ -63,7 +78,7 @@ def even_batches(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool):
     return x, y, weights, False
 
 
-def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+def predict_in_batches(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """`model.predict` in batches, padded to split over the devices and trimmed again."""
     if isinstance(x, FileImages):  # image files: streamed, in order
         images = make_dataset(x, np.zeros(len(x), "int64"), batch_size).map(lambda image, *_: image)

@@ -31,6 +31,7 @@ from kerastl.data.idx import read_idx_folder
 from kerastl.errors import DataUnavailable, UserError, first_line
 from kerastl.files import atomic_path
 from kerastl.safe_pickle import load_numpy_pickle
+from kerastl.log import Log
 
 ROLES = ("x_train", "y_train", "x_test", "y_test")
 
@@ -39,7 +40,6 @@ MNIST_MIRROR_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_MIRROR_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_HOST = "storage.googleapis.com"  # serves both keras.datasets and TFDS downloads
-KERAS_CACHE = {"mnist": "mnist.npz", "fashion_mnist": "fashion-mnist"}  # under ~/.keras/datasets
 
 Arrays = dict[str, np.ndarray]
 
@@ -79,7 +79,7 @@ def require_network(host: str = DOWNLOAD_HOST, timeout: float = 3.0) -> None:
 def from_keras(name: str) -> Arrays:
     import keras
 
-    cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / KERAS_CACHE[name]
+    cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / DATASETS[name].keras_cache
     if not cached.exists():
         require_network()
     (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
@@ -171,7 +171,7 @@ def _standardise(arrays: Arrays, origin: str) -> Arrays:
     return out
 
 
-def load_arrays(name: str, data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> Arrays:
+def load_arrays(name: str, data_dir: str | Path | None = None, log: Log = print) -> Arrays:
     """Return the dataset's official train and test arrays from the first source that serves."""
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

@@ -9,17 +9,18 @@ import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from kerastl import runs
 from kerastl.errors import UserError
+from kerastl.log import Log
+from kerastl.study.folder import is_study
+from kerastl.text import percent
 
 STUDY_CONTENDERS = ("mlp", "cnn", "finetune")  # the runs a study folder puts side by side
 TOP_K = 3
 
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -35,12 +36,6 @@ class DemoModel:
 
 
 # Which models
-
-
-def is_study(folder: Path) -> bool:
-    from kerastl.study.results import RESULTS_JSON
-
-    return folder.is_dir() and (folder / RESULTS_JSON).is_file() and not (folder / runs.MODEL).is_file()
 
 
 def best_study_runs(study_dir: Path, contenders=STUDY_CONTENDERS) -> list[tuple[Path, str]]:
@@ -59,7 +54,7 @@ def best_study_runs(study_dir: Path, contenders=STUDY_CONTENDERS) -> list[tuple[
         if finished:
             best = max(finished, key=lambda r: (r["test_accuracy"], r.get("train_images") or 0))
             chosen.append((study_dir / best["run"], f"{best['label']}, {_data_label(best['per_class'])}: "
-                                                    f"{_percent(best['test_accuracy'])} on {best['test_images']:,} test images"))
+                                                    f"{percent(best['test_accuracy'])} on {best['test_images']:,} test images"))
     if not chosen:
         raise UserError(f"the study {study_dir} has no finished {', '.join(contenders)} run with a model")
     return chosen
@@ -74,16 +69,12 @@ def run_title(folder: Path) -> str:
     metrics = runs.read_metrics(folder)
     title = describe_config(runs.read_config(folder))
     if metrics.get("test_accuracy") is not None:
-        title += f": {_percent(metrics['test_accuracy'])} on {metrics.get('test_images', 0):,} test images"
+        title += f": {percent(metrics['test_accuracy'])} on {metrics.get('test_images', 0):,} test images"
     return title
 
 
 def _data_label(per_class) -> str:
     return "all images" if per_class == "all" else f"{per_class} per class"
-
-
-def _percent(accuracy: float) -> str:
-    return f"{100 * accuracy:.2f} %"
 
 
 def models_to_show(paths: list[str | Path]) -> list[tuple[Path, str]]:
@@ -94,7 +85,7 @@ def models_to_show(paths: list[str | Path]) -> list[tuple[Path, str]]:
     chosen = []
     for given in paths:
         path = Path(given).expanduser()
-        if is_study(path):
+        if is_study(path):  # its best runs; a study still without results is refused by best_study_runs
             chosen.extend(best_study_runs(path))
         else:
             model_kind(path)  # a UserError names what is missing

@@ -25,18 +25,19 @@ import shlex
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from kerastl.explanation.job import BUDGETS, Budget, Job
+from kerastl.explanation.job import EXPLAIN_BUDGETS, ExplainBudget, Job
+from kerastl.log import Log
+from kerastl.data.datasets import label as dataset_label
 
-Log = Callable[[str], None]
 CHECK_DIR = "check"  # the partial run that checks the probe's advice
 TSNE_PCA_DIMENSIONS = 50  # t-SNE runs on the first principal components, as its authors advise
 
 
-def explain(run=None, *, backbone: str | None = None, dataset: str | None = None, budget: str | Budget = "quick",
+def explain(run=None, *, backbone: str | None = None, dataset: str | None = None, budget: str | ExplainBudget = "quick",
             output_dir: str | Path | None = None, train_images: int | None = None, test_images: int | None = None,
             check: bool = True, command: str | None = None, log: Log = print) -> Path:
     """Explain a backbone on a dataset (or a finished transfer run); returns the folder written.
@@ -105,7 +106,7 @@ def _explain_into(folder: Path, job: Job, check: bool, log: Log) -> dict[str, An
         best = max((r for r in rows if r.weights == weights), key=lambda r: r.test_accuracy)
         log(f"explain: probe, {weights} weights: {len(train)} blocks, best after {best.block} ({100 * best.test_accuracy:.1f} %)")
     probe.write_csv(folder / probe.PROBE_CSV, rows)
-    title = f"{_backbone_label(spec.model_name)} at {job.img_size} px on {_dataset_label(job.dataset)}"
+    title = f"{_backbone_label(spec.model_name)} at {job.img_size} px on {dataset_label(job.dataset)}"
     counts = f"{len(data.y_train):,} training / {len(data.y_test):,} test images"
     figures.probe_by_block(rows, folder / figures.PROBE_FIGURE,
                            f"Linear probe after every block: {title}\n{counts}; each block's output global-average-pooled")
@@ -141,7 +142,7 @@ def _explain_into(folder: Path, job: Job, check: bool, log: Log) -> dict[str, An
     per_class = -(-job.budget.train_images // data.info.num_classes)
     return {
         "rows": rows, "figures": drawn, "timings": timings, "check": checked,
-        "backbone_label": _backbone_label(spec.model_name), "dataset_label": _dataset_label(job.dataset), "budget": job.budget.name,
+        "backbone_label": _backbone_label(spec.model_name), "dataset_label": dataset_label(job.dataset), "budget": job.budget.name,
         "train_images": len(data.y_train), "test_images": len(data.y_test), "per_class": per_class, "seed": job.seed,
         "img_size": job.img_size, "backend": runtime.backend(),
         "run": str(run.folder) if run else None, "run_mode": run.config["mode"] if run else None,
@@ -153,10 +154,6 @@ def _backbone_label(name: str) -> str:
     from kerastl.study.results import BACKBONE_NAMES
 
     return BACKBONE_NAMES.get(name, name)
-
-
-def _dataset_label(dataset: str) -> str:
-    return {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}.get(dataset, Path(dataset).name)
 
 
 def _draw_filters(folder: Path, backbones: dict, title: str) -> None:
@@ -297,5 +294,5 @@ def _python_call(run, backbone, dataset, budget, output_dir, train_images, test_
     return f"kerastl.explain({', '.join(args)})"
 
 
-__all__ = ["BUDGETS", "Budget", "explain"]
+__all__ = ["EXPLAIN_BUDGETS", "ExplainBudget", "explain"]
 

@@ -4,7 +4,6 @@ and, given a fine-tuning run, the run's backbone."""
 
 from __future__ import annotations
 
-from typing import Callable
 
 import keras
 import numpy as np
@@ -13,8 +12,8 @@ from kerastl.backbones import backbone_spec, build_backbone
 from kerastl.errors import UserError
 from kerastl.explanation.probe import BATCH_NORM_BATCH, FINE_TUNED, IMAGENET, RANDOM, reestimate_batch_norm
 from kerastl.preprocessing import pixel_adapter, pixels_input
+from kerastl.log import Log
 
-Log = Callable[[str], None]
 
 
 def adapter_model(backbone: str, size: int, image_shape: tuple[int, int, int]) -> keras.Model:

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from kerastl.explanation.probe import FINE_TUNED, IMAGENET, PIXELS, RANDOM, WEIGHT_LABELS, ProbeRow
-from kerastl.plots import _pyplot, _save
+from kerastl.plots import pyplot, save_figure
 
 PROBE_FIGURE = "probe_by_block.png"
 FILTERS_FIGURE = "filters.png"
@@ -21,7 +21,7 @@ COLORS = {IMAGENET: "C0", RANDOM: "C7", FINE_TUNED: "C2"}
 
 def probe_by_block(rows: Sequence[ProbeRow], path: Path, title: str) -> None:
     """Linear-probe test accuracy (%) against depth, one line per set of weights, raw pixels dashed."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 5.2))
     blocks = [r for r in rows if r.weights == IMAGENET]
     for weights in (IMAGENET, FINE_TUNED, RANDOM):
@@ -48,7 +48,7 @@ def _finish_depth_plot(fig, ax, blocks: Sequence[ProbeRow], path: Path, title: s
     ax.legend(loc="best", fontsize=9)
     ax.set_title(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _montage(kernel: np.ndarray, columns: int = 8) -> np.ndarray:
@@ -70,7 +70,7 @@ def filters(kernels: dict[str, np.ndarray], layer: str, path: Path, title: str) 
     """The first convolution's filters, one column per set of weights: as the RGB filters they are,
     and as a grey image sees them (the sum over the three colour channels, since a grey digit is
     tiled to R = G = B). Each filter is scaled to its own range."""
-    plt = _pyplot()
+    plt = pyplot()
     shape = next(iter(kernels.values())).shape
     fig, axes = plt.subplots(2, len(kernels), figsize=(3.9 * len(kernels) + 0.6, 5.2), squeeze=False, layout="constrained")
     for col, (weights, kernel) in enumerate(kernels.items()):
@@ -83,7 +83,7 @@ def filters(kernels: dict[str, np.ndarray], layer: str, path: Path, title: str) 
             ax.set_title(f"{WEIGHT_LABELS[weights].split(',')[0]}\n{view}", fontsize=9)
     fig.suptitle(f"{title}\nfirst convolution ({layer}): {shape[-1]} filters of {shape[0]}x{shape[1]} pixels x {shape[2]} "
                  "colour channels,\neach scaled from its own lowest (black) to its highest weight (white)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def most_active(fmap: np.ndarray, channels: int) -> np.ndarray:
@@ -97,7 +97,7 @@ def most_active(fmap: np.ndarray, channels: int) -> np.ndarray:
 def feature_maps(image: np.ndarray, maps: dict[str, dict[str, np.ndarray]], path: Path, title: str, channels: int = 4) -> None:
     """One image's feature maps at a few depths: its `channels` most active channels per depth,
     ImageNet weights next to random ones (rows: depths; columns: channels), one colour scale per row."""
-    plt = _pyplot()
+    plt = pyplot()
     weight_sets = list(maps)
     depths = list(next(iter(maps.values())))
     columns = 1 + channels * len(weight_sets)
@@ -126,14 +126,14 @@ def feature_maps(image: np.ndarray, maps: dict[str, dict[str, np.ndarray]], path
                  color=COLORS[weights])
     fig.suptitle(f"{title}\nat each depth the {channels} most active channels (highest mean activation, among those that "
                  "vary across the image);\nbright = strong, one colour scale per depth and set of weights", y=1.01, fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def embedding(panels: list[tuple[str, float, np.ndarray, np.ndarray | None]], labels: np.ndarray, class_names: Sequence[str],
               path: Path, title: str) -> None:
     """2-D maps of test images, coloured by class: one column per representation (titled with its
     linear-probe accuracy), PCA in the first row and t-SNE in the second where it was computed."""
-    plt = _pyplot()
+    plt = pyplot()
     methods = ["PCA"] + (["t-SNE"] if any(p[3] is not None for p in panels) else [])
     fig, axes = plt.subplots(len(methods), len(panels), figsize=(3.6 * len(panels), 3.5 * len(methods) + 1.2), squeeze=False)
     cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
@@ -154,7 +154,7 @@ def embedding(panels: list[tuple[str, float, np.ndarray, np.ndarray | None]], la
                title="class")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.09, 1, 1))
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def saliency(images: np.ndarray, maps: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray,
@@ -162,7 +162,7 @@ def saliency(images: np.ndarray, maps: np.ndarray, y_true: np.ndarray, y_pred: n
     """Each image with its occlusion map over it: red where covering the image lowers the model's
     confidence in the class it predicted, blue where it raises it. Mistakes first (titled in red),
     then correct images."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = min(6, len(images))
     rows = -(-len(images) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns + 1.2, 2.15 * rows + 1.0), squeeze=False)
@@ -180,13 +180,13 @@ def saliency(images: np.ndarray, maps: np.ndarray, y_true: np.ndarray, y_pred: n
         bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02)
         bar.set_label("drop in the predicted class's log-odds\nwhen a patch covers the pixel")
     fig.suptitle(f"{title}\n{mistakes} most confident mistakes (red titles), then {len(images) - mistakes} correct images")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def probe_by_dataset(lines: dict[str, Sequence[ProbeRow]], path: Path, title: str) -> None:
     """Several targets in one figure: ImageNet (solid) and random (dotted) probe accuracy per block,
     one colour per dataset."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 5.2))
     for k, (dataset, rows) in enumerate(lines.items()):
         for weights, style in ((IMAGENET, "-o"), (RANDOM, ":s")):

@@ -7,21 +7,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kerastl import runs
+from kerastl.config import DEFAULTS
 from kerastl.errors import UserError
+from kerastl.log import Log
+from kerastl.modes import MODES, TRANSFER_MODES  # transfer runs: their model holds a pretrained backbone to explain
 
-Log = Callable[[str], None]
-TRANSFER_RUN_MODES = ("feature", "finetune", "partial")  # runs whose model holds a backbone to explain
-DEFAULT_BACKBONE = "efficientnet_lite0"
-DEFAULT_ROOT = "saved_models"
+if TYPE_CHECKING:
+    from kerastl.finished_run import Run
 
 
 @dataclass(frozen=True)
-class Budget:
+class ExplainBudget:
     """How much the explanation measures; quick fits in a few minutes on a 2-core CPU."""
 
     name: str
@@ -35,9 +36,9 @@ class Budget:
     fits_to_data: bool = False  # a named budget's image counts shrink to a smaller dataset; numbers the user gave do not
 
 
-BUDGETS = {
-    "quick": Budget("quick", 1000, 2000, 64, 1000, 6, 4, 300, fits_to_data=True),
-    "full": Budget("full", 5000, 10000, 96, 2000, 12, 6, 1200, fits_to_data=True),
+EXPLAIN_BUDGETS = {
+    "quick": ExplainBudget("quick", 1000, 2000, 64, 1000, 6, 4, 300, fits_to_data=True),
+    "full": ExplainBudget("full", 5000, 10000, 96, 2000, 12, 6, 1200, fits_to_data=True),
 }
 
 
@@ -46,19 +47,19 @@ class Job:
     backbone: str
     img_size: int
     dataset: str
-    budget: Budget
+    budget: ExplainBudget
     output_dir: Path
-    run: runs.Run | None = None  # a transfer run to explain, its fine-tuned backbone the third contender
+    run: "Run | None" = None  # a transfer run to explain, its fine-tuned backbone the third contender
     seed: int = 0
     data_dir: str | None = None
 
     @property
     def fine_tuned(self) -> bool:
         """Whether the run changed the backbone (a feature-mode run kept ImageNet's weights)."""
-        return self.run is not None and self.run.config["mode"] in ("finetune", "partial")
+        return self.run is not None and MODES[self.run.config["mode"]].trains_backbone
 
 
-def resolve(run_dir=None, backbone: str | None = None, dataset: str | None = None, budget: str | Budget = "quick",
+def resolve(run_dir=None, backbone: str | None = None, dataset: str | None = None, budget: str | ExplainBudget = "quick",
             output_dir: str | Path | None = None, train_images: int | None = None, test_images: int | None = None) -> Job:
     """The job, checked: an unknown backbone, a folder that is not a transfer run, a budget name
     that does not exist or numbers below 1 are UserErrors (the budget against the data: `load_data`)."""
@@ -74,7 +75,7 @@ def resolve(run_dir=None, backbone: str | None = None, dataset: str | None = Non
         backbone, dataset = run.config["backbone"], run.config["dataset"]
         img_size = int(run.metrics.get("img_size") or run.config["img_size"])
     else:
-        backbone, dataset = backbone or DEFAULT_BACKBONE, dataset or "mnist"
+        backbone, dataset = backbone or DEFAULTS["backbone"], dataset or DEFAULTS["dataset"]
         img_size = chosen.img_size
     backbone_spec(backbone)  # an unknown name is a UserError
     if hub.is_hub(backbone):
@@ -90,13 +91,13 @@ def resolve(run_dir=None, backbone: str | None = None, dataset: str | None = Non
                data_dir=run.config.get("data_dir") if run else None)
 
 
-def _budget(budget: str | Budget, train_images: int | None, test_images: int | None) -> Budget:
-    if isinstance(budget, Budget):
+def _budget(budget: str | ExplainBudget, train_images: int | None, test_images: int | None) -> ExplainBudget:
+    if isinstance(budget, ExplainBudget):
         chosen = budget
-    elif budget in BUDGETS:
-        chosen = BUDGETS[budget]
+    elif budget in EXPLAIN_BUDGETS:
+        chosen = EXPLAIN_BUDGETS[budget]
     else:
-        raise UserError(f"--budget {budget}: choose {' or '.join(BUDGETS)}")
+        raise UserError(f"--budget {budget}: choose {' or '.join(EXPLAIN_BUDGETS)}")
     for flag, value in (("--train-images", train_images), ("--test-images", test_images)):
         if value is not None and value < 1:
             raise UserError(f"{flag} {value}: must be at least 1")
@@ -104,22 +105,24 @@ def _budget(budget: str | Budget, train_images: int | None, test_images: int | N
                    fits_to_data=chosen.fits_to_data and train_images is None and test_images is None)
 
 
-def _transfer_run(run_dir) -> runs.Run:
+def _transfer_run(run_dir) -> "Run":
     folder = Path(run_dir).expanduser()
     if not folder.is_dir():
         raise UserError(f"no run folder {folder}")
     if not runs.is_complete(folder) or not (folder / runs.MODEL).is_file():
         raise UserError(f"{folder} is not a finished kerastl run (it lacks {runs.METRICS} or {runs.MODEL})")
-    run = runs.load_run(folder)
-    if run.config["mode"] not in TRANSFER_RUN_MODES:
-        raise UserError(f"{folder} is a {run.config['mode']} run, not a transfer run ({', '.join(TRANSFER_RUN_MODES)}): "
+    from kerastl.finished_run import load_run  # imports Keras (the history's callback): not for --help
+
+    run = load_run(folder)
+    if run.config["mode"] not in TRANSFER_MODES:
+        raise UserError(f"{folder} is a {run.config['mode']} run, not a transfer run ({', '.join(TRANSFER_MODES)}): "
                         "it has no pretrained backbone to explain; leave out the run to explain a backbone on its own")
     return run
 
 
 def _output_folder(output_dir, dataset: str) -> Path:
     if output_dir is None:
-        return Path(DEFAULT_ROOT) / f"explain-{Path(dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        return Path(DEFAULTS["output_dir"]) / f"explain-{Path(dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder = Path(output_dir).expanduser()
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UserError(f"--output-dir {folder} already exists and is not an empty folder; choose a new one")
@@ -146,10 +149,10 @@ def load_data(job: Job, log: Log) -> ProbeData:
     from kerastl.data import load_data as load_dataset
     from kerastl.data import make_splits
 
-    config = {"dataset": job.dataset, "data_dir": job.data_dir, "image_size": None, "img_size": job.img_size,
-              "mode": "finetune", "seed": job.seed, "validation_fraction": 0.1, "max_broken_share": 0.1}
+    config = {key: DEFAULTS[key] for key in ("stored_size", "validation_fraction", "max_broken_share")}
+    config.update(dataset=job.dataset, data_dir=job.data_dir, img_size=job.img_size, mode="finetune", seed=job.seed)
     if job.run is not None:
-        config.update({k: job.run.config[k] for k in ("image_size", "validation_fraction", "max_broken_share") if k in job.run.config})
+        config.update({k: job.run.config[k] for k in ("stored_size", "validation_fraction", "max_broken_share") if k in job.run.config})
     arrays, info, _ = load_dataset(config, log)
     budget = job.budget
     classes, counts = np.unique(arrays["y_train"], return_counts=True)

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from kerastl import plots
 from kerastl.explanation.probe import FINE_TUNED, IMAGENET, PIXELS, RANDOM, WEIGHT_LABELS, ProbeRow, read_csv
+from kerastl.text import percent, points
 
 REPORT = "report.md"
 
@@ -52,14 +53,6 @@ def _blocks(n: int) -> str:
     return f"{n} block" if n == 1 else f"{n} blocks"
 
 
-def pct(value: float) -> str:
-    return f"{100 * value:.1f} %"
-
-
-def pp(value: float) -> str:
-    return f"{100 * value:+.1f} pp"
-
-
 def findings(rows: Sequence[ProbeRow], dataset: str) -> list[str]:
     """Plain sentences from the probe's rows: the best block, the gap to random, what it means for
     `--unfreeze`, and (where present) the fine-tuned weights and the raw-pixel baseline."""
@@ -68,29 +61,29 @@ def findings(rows: Sequence[ProbeRow], dataset: str) -> list[str]:
     n, after = best.test_images, advised_unfreeze(rows)
     out = [
         f"ImageNet features serve {dataset} best after {best.block} (block {best.depth} of {len(imagenet)}, stem first): a linear probe "
-        f"on its {best.width} pooled features scores {pct(best.test_accuracy)} on {n:,} test images "
-        f"({best.train_images:,} training images), against {pct(stem.test_accuracy)} after the stem and {pct(top.test_accuracy)} at the top."
+        f"on its {best.width} pooled features scores {percent(best.test_accuracy, 1)} on {n:,} test images "
+        f"({best.train_images:,} training images), against {percent(stem.test_accuracy, 1)} after the stem and {percent(top.test_accuracy, 1)} at the top."
     ]
     pairs = gaps(rows)
     if pairs:
         widest = max(pairs, key=lambda p: p[0].test_accuracy - p[1].test_accuracy)
         best_random = best_block(rows, RANDOM)
         out.append(
-            f"Random weights (batch norm re-estimated) do best after {best_random.block} ({pct(best_random.test_accuracy)}) and fade "
-            f"with depth to {pct(pairs[-1][1].test_accuracy)} at the top; ImageNet minus random is "
-            f"{pp(pairs[0][0].test_accuracy - pairs[0][1].test_accuracy)} after the stem, "
-            f"{pp(widest[0].test_accuracy - widest[1].test_accuracy)} at its widest (after {widest[0].block}) and "
-            f"{pp(pairs[-1][0].test_accuracy - pairs[-1][1].test_accuracy)} at the top."
+            f"Random weights (batch norm re-estimated) do best after {best_random.block} ({percent(best_random.test_accuracy, 1)}) and fade "
+            f"with depth to {percent(pairs[-1][1].test_accuracy, 1)} at the top; ImageNet minus random is "
+            f"{points(pairs[0][0].test_accuracy - pairs[0][1].test_accuracy)} after the stem, "
+            f"{points(widest[0].test_accuracy - widest[1].test_accuracy)} at its widest (after {widest[0].block}) and "
+            f"{points(pairs[-1][0].test_accuracy - pairs[-1][1].test_accuracy)} at the top."
         )
     if after:
         out.append(
-            f"The {_blocks(after)} after {best.block} specialise to ImageNet and lose {pp(top.test_accuracy - best.test_accuracy)[1:]} "
+            f"The {_blocks(after)} after {best.block} specialise to ImageNet and lose {points(top.test_accuracy - best.test_accuracy)[1:]} "
             f"of linear accuracy on {dataset}: `--mode partial --unfreeze {after}` retrains exactly them and keeps the "
             f"{len(imagenet) - after} blocks up to {best.block}, which transfer, frozen."
         )
     else:
         out.append(
-            f"ImageNet features hold up to the top ({pct(top.test_accuracy)} against {pct(best.test_accuracy)} after {best.block}, "
+            f"ImageNet features hold up to the top ({percent(top.test_accuracy, 1)} against {percent(best.test_accuracy, 1)} after {best.block}, "
             f"level within the {100 * sampling_noise(best, top):.1f} pp sampling noise of {n:,} test images): the whole frozen "
             f"backbone transfers to {dataset}, so `--mode feature` (or `--mode partial --unfreeze 1`, the top block only) "
             "is the natural start."
@@ -99,26 +92,26 @@ def findings(rows: Sequence[ProbeRow], dataset: str) -> list[str]:
     if tuned:
         gain = max(zip(imagenet, tuned), key=lambda p: p[1].test_accuracy - p[0].test_accuracy)
         out.append(
-            f"The run's fine-tuned weights score {pct(tuned[-1].test_accuracy)} at the top ({pp(tuned[-1].test_accuracy - top.test_accuracy)} "
+            f"The run's fine-tuned weights score {percent(tuned[-1].test_accuracy, 1)} at the top ({points(tuned[-1].test_accuracy - top.test_accuracy)} "
             f"over ImageNet's); fine-tuning changed the features most after {gain[0].block} "
-            f"({pct(gain[0].test_accuracy)} -> {pct(gain[1].test_accuracy)})."
+            f"({percent(gain[0].test_accuracy, 1)} -> {percent(gain[1].test_accuracy, 1)})."
         )
     pixels = next((r for r in rows if r.weights == PIXELS), None)
     if pixels:
-        out.append(f"For scale: the same probe on the raw pixels scores {pct(pixels.test_accuracy)}.")
+        out.append(f"For scale: the same probe on the raw pixels scores {percent(pixels.test_accuracy, 1)}.")
     return out
 
 
 def check_sentence(rows: Sequence[ProbeRow], check: dict[str, Any]) -> str:
     """What the short partial run showed, against the frozen features at the best block and at the top."""
     best, top = best_block(rows), _line(rows, IMAGENET)[-1]
-    text = (f"Check: `{check['command']}` reached {pct(check['test_accuracy'])} on the same {check['test_images']:,} test images "
+    text = (f"Check: `{check['command']}` reached {percent(check['test_accuracy'], 1)} on the same {check['test_images']:,} test images "
             f"in {check['seconds']:.0f} s ({check['train_images']:,} training images, {check['steps']:,} optimiser steps), against "
-            f"{pct(best.test_accuracy)} for the linear probe on the frozen {best.block} features and {pct(top.test_accuracy)} on the frozen top.")
+            f"{percent(best.test_accuracy, 1)} for the linear probe on the frozen {best.block} features and {percent(top.test_accuracy, 1)} on the frozen top.")
     lost = best.test_accuracy - top.test_accuracy
     if lost > 0:
         share = (check["test_accuracy"] - top.test_accuracy) / lost
-        text += (f" Retraining the {_blocks(check['unfreeze'])} won back {100 * share:.0f} % of the {pp(lost)[1:]} the frozen "
+        text += (f" Retraining the {_blocks(check['unfreeze'])} won back {100 * share:.0f} % of the {points(lost)[1:]} the frozen "
                  f"top had lost" + (f", and more: it beat the probe at {best.block}." if share > 1 else
                                     f"; the frozen {best.block} features read linearly still did better." if share < 1 else "."))
     return text
@@ -133,9 +126,9 @@ def probe_table(rows: Sequence[ProbeRow]) -> list[str]:
     lines = [header, "|" + " --- |" * (header.count("|") - 1)]
     for r in _line(rows, IMAGENET):
         mark = "**" if r.depth == best.depth else ""
-        cells = [r.block, str(r.depth), str(r.width), f"{mark}{pct(r.test_accuracy)}{mark}"]
-        cells += [pct(random[r.depth].test_accuracy), pp(r.test_accuracy - random[r.depth].test_accuracy)] if r.depth in random else ["—", "—"]
-        cells += [pct(tuned[r.depth].test_accuracy)] if tuned else []
+        cells = [r.block, str(r.depth), str(r.width), f"{mark}{percent(r.test_accuracy, 1)}{mark}"]
+        cells += [percent(random[r.depth].test_accuracy, 1), points(r.test_accuracy - random[r.depth].test_accuracy)] if r.depth in random else ["—", "—"]
+        cells += [percent(tuned[r.depth].test_accuracy, 1)] if tuned else []
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -161,7 +154,7 @@ def build(folder: Path, rows: Sequence[ProbeRow], facts: dict[str, Any], figures
         "",
     ]
     if facts.get("run"):
-        lines += [f"Explains the run `{facts['run']}` ({facts['run_mode']}, test accuracy {pct(facts['run_accuracy'])} "
+        lines += [f"Explains the run `{facts['run']}` ({facts['run_mode']}, test accuracy {percent(facts['run_accuracy'], 1)} "
                   f"on {facts['run_test_images']:,} images): its backbone, data and input size; its fine-tuned weights are "
                   "the third set of weights probed." if facts["run_mode"] != "feature" else
                   f"Explains the run `{facts['run']}` (feature extraction: its backbone kept ImageNet's weights, so it adds "
@@ -169,7 +162,7 @@ def build(folder: Path, rows: Sequence[ProbeRow], facts: dict[str, Any], figures
     lines += ["## What the probe says", "", *[f"- {s}" for s in findings(rows, dataset)]]
     check = facts.get("check")
     if check:
-        lines += [f"- {check_sentence(rows, check)}" + (f" The run explained scored {pct(facts['run_accuracy'])}." if facts.get("run") else "")]
+        lines += [f"- {check_sentence(rows, check)}" + (f" The run explained scored {percent(facts['run_accuracy'], 1)}." if facts.get("run") else "")]
     lines += ["", "## A linear probe after every block", "",
               "Each block's output is global-average-pooled, standardised and read by a multinomial logistic regression "
               "(scikit-learn) trained on the training images above. Random weights had their batch-norm statistics "

@@ -26,7 +26,7 @@ TensorFlow backend, the one whose `model.export` writes both formats.
     mediapipe_check.py     every LiteRT file run in MediaPipe's ImageClassifier, as an app runs it
     model_card.py          MODEL_CARD.md, and the facts it shares with the metadata
     folder.py              the export folder appears whole or not at all
-    tensorflow_process.py  export_run from a JAX or PyTorch process, in a TensorFlow one
+    tensorflow_process.py  export_run called from a JAX or PyTorch process runs in a TensorFlow one
     cli.py                 the command line
 """
 

@@ -15,6 +15,8 @@ from kerastl.cli import EXIT_ACCURACY_DROP, EXIT_EXPORT_FAILED, OneLineParser, r
 from kerastl.errors import ExportFailed
 from kerastl.export.convert import DEFAULT_INT8_IO, FORMATS, INT8_IO, QUANTIZATIONS
 from kerastl.export.job import CALIBRATION_IMAGES, export_run
+from kerastl.export.parity import MAX_DROP_PP
+from kerastl.litert import LATENCY_REPEATS
 
 PROG = "kerastl.export"
 
@@ -35,10 +37,11 @@ def parse_args(argv=None):
     p.add_argument("--force", action="store_true", help="replace an existing RUN_DIR/export")
     p.add_argument("--test-limit", type=int, help="check on the first N test images only (quick checks)")
     p.add_argument("--allow-drop", action="store_true", help="exit 0 even if a file loses accuracy")
-    p.add_argument("--max-drop", type=float, default=None, help="accuracy drop in pp that is flagged (default: 0.5)")
+    p.add_argument("--max-drop", type=float, default=None, help=f"accuracy drop in pp that is flagged (default: {MAX_DROP_PP:g})")
     p.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES,
                    help=f"train images that calibrate the int8 model (default: {CALIBRATION_IMAGES})")
-    p.add_argument("--latency-repeats", type=int, default=200, help="single-image calls timed per file (default: 200)")
+    p.add_argument("--latency-repeats", type=int, default=LATENCY_REPEATS,
+                   help=f"single-image calls timed per file (default: {LATENCY_REPEATS})")
     p.add_argument("--threads", type=int, default=1, help="LiteRT interpreter threads (default: 1)")
     args = p.parse_args(argv)
     for name in ("test_limit", "calibration_images", "latency_repeats", "threads"):

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from kerastl.errors import ExportFailed, first_line
 from kerastl.litert import as_rgb
+from kerastl.log import Log
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
@@ -33,7 +34,6 @@ INT8_IO = ("uint8", "int8")  # input/output type of the full-integer file; Media
 DEFAULT_INT8_IO = "uint8"
 SAVED_MODEL = "saved_model"
 
-Log = Callable[[str], None]
 
 
 def tflite_name(variant: str) -> str:

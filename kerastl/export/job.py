@@ -10,22 +10,23 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from kerastl import runs
 from kerastl.errors import ExportFailed, UserError
+from kerastl.log import Log
 from kerastl.export import tensorflow_process
 from kerastl.export import metadata
 from kerastl.export.convert import DEFAULT_INT8_IO, FORMATS, INT8_IO, QUANTIZATIONS, VARIANTS, convert_all, tflite_name
 from kerastl.export.folder import move_into_place, staging_folder
 from kerastl.export.model_card import ModelFacts, model_facts, write_model_card
 from kerastl.export.parity import MAX_DROP_PP, REPORT, check_all
+from kerastl.litert import LATENCY_REPEATS
 
 CALIBRATION_IMAGES = 500
 
-Log = Callable[[str], None]
 
 
 def export_run(
@@ -36,7 +37,7 @@ def export_run(
     int8_io: str = DEFAULT_INT8_IO,
     test_limit: int | None = None,
     calibration_images: int = CALIBRATION_IMAGES,
-    latency_repeats: int = 200,
+    latency_repeats: int = LATENCY_REPEATS,
     max_drop_pp: float | None = None,
     threads: int | None = 1,
     log: Log = print,
@@ -56,13 +57,14 @@ def export_run(
         calibration_images=calibration_images, latency_repeats=latency_repeats, max_drop_pp=max_drop_pp, threads=threads,
     )
     if not tensorflow_process.can_use_tensorflow_backend():
-        return tensorflow_process.export_run(run_dir, arguments, log)
+        return tensorflow_process.call(f"{__name__}:export_run", {"run_dir": str(run_dir), **arguments}, log)
     with runs.lock(_checked_run_folder(run_dir)):
         return _export(run_dir, log=log, **arguments)
 
 
 def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibration_images, latency_repeats,
             max_drop_pp, threads, log: Log) -> dict[str, Any]:
+    from kerastl import runtime  # imports Keras: on the TensorFlow backend by now
     from kerastl.data import folders
     from kerastl.model_files import load_keras_model
 
@@ -95,7 +97,7 @@ def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibr
                            max_drop_pp, latency_repeats, threads, log)
         report.update(
             run_dir=str(run_dir), dataset=config["dataset"], labels=labels,
-            trained_backend=metrics.get("backend"), export_backend=tensorflow_process.keras_backend(),
+            trained_backend=metrics.get("backend"), export_backend=runtime.backend(),
             interpreter_threads=threads, int8_io=int8_io if "tflite" in formats and "int8" in quantize else None,
             calibration_images=len(calibration) if "tflite" in formats else None,
         )
@@ -130,9 +132,10 @@ def _write_metadata(folder: Path, quantize: Sequence[str], int8_io: str, facts: 
 
 
 def _labels(run_dir: Path, config: dict[str, Any]) -> list[str]:
-    from kerastl.data import CLASS_NAMES
+    from kerastl.data import DATASETS
 
-    labels = runs.read_labels(run_dir) or CLASS_NAMES.get(config["dataset"])
+    dataset = DATASETS.get(config["dataset"])
+    labels = runs.read_labels(run_dir) or (list(dataset.class_names) if dataset else None)
     if not labels:
         raise UserError(f"{run_dir} has no {runs.LABELS} with the class names of {config['dataset']}; re-train the run")
     return labels

@@ -16,6 +16,8 @@ from typing import Any
 from kerastl import runs
 from kerastl.export.convert import tflite_name
 from kerastl.export.parity import REPORT, human_size
+from kerastl.modes import BACKBONE_MODES
+from kerastl.text import percent
 
 MODEL_CARD = "MODEL_CARD.md"
 
@@ -55,16 +57,14 @@ class ModelFacts:
 def model_facts(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any], labels: list[str],
                 image_shape: tuple[int, int, int]) -> ModelFacts:
     """The facts of a run folder's model, from its config.yaml and metrics.json."""
-    from kerastl.data import folders
-    from kerastl.data.datasets import LICENCES
+    from kerastl.data.datasets import DATASETS
 
     dataset = config["dataset"]
-    if folders.is_folder_dataset(dataset):
+    if dataset not in DATASETS:
         subject = f"images like those of the folder {Path(dataset).name}"
         data_licence = f"those of the images in {dataset} (not known to kerastl)"
     else:
-        subject = {"mnist": "handwritten digits (MNIST)", "fashion_mnist": "grey photos of clothes (Fashion-MNIST)"}[dataset]
-        data_licence = LICENCES[dataset]
+        subject, data_licence = DATASETS[dataset].subject, DATASETS[dataset].licence
     return ModelFacts(
         name=f"kerastl {config['mode']}, {Path(dataset).name}", subject=subject, version=run_dir.name,
         author=f"trained with kerastl {_kerastl_version()}", classes=list(labels), image_shape=image_shape,
@@ -73,9 +73,7 @@ def model_facts(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any], 
 
 
 def _weights(config: dict[str, Any]) -> str:
-    from kerastl.config import TRANSFER_MODES
-
-    if config["mode"] not in TRANSFER_MODES:
+    if config["mode"] not in BACKBONE_MODES:
         return "trained from random initialisation by this run"
     backbone, weights = config["backbone"], config["weights"]
     if weights in (None, "none"):
@@ -108,10 +106,6 @@ def app_file(report: dict[str, Any]) -> str | None:
     good = [row for row in files if not row["flagged"] and (row.get("mediapipe") or {}).get("refused") is None]
     chosen = min(good or files, key=lambda row: (row["file"] != tflite_name("int8"), row["size_bytes"]), default=None)
     return chosen["file"] if chosen else None
-
-
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f} %"
 
 
 def write_model_card(folder: Path, facts: ModelFacts, report: dict[str, Any]) -> None:
@@ -170,12 +164,12 @@ def _accuracy(report: dict[str, Any]) -> str:
         if app and app["refused"]:
             in_app = f"refused: {app['refused']} | -"
         elif app:
-            in_app = f"{pct(app['accuracy'])} | {pct(app['agreement'])}"
+            in_app = f"{percent(app['accuracy'])} | {percent(app['agreement'])}"
         else:
             in_app = "not checked | -" if row["file"].endswith(".tflite") else "- | -"
         lines.append(
-            f"| {row['file']} | {human_size(row['size_bytes'])} | {pct(row['accuracy'])} | {row['delta_pp']:+.2f} pp | "
-            f"{pct(row['agreement'])} | {row['latency_ms']:.3f} ms | {in_app} |" + (" **DROP**" if row["flagged"] else "")
+            f"| {row['file']} | {human_size(row['size_bytes'])} | {percent(row['accuracy'])} | {row['delta_pp']:+.2f} pp | "
+            f"{percent(row['agreement'])} | {row['latency_ms']:.3f} ms | {in_app} |" + (" **DROP**" if row["flagged"] else "")
         )
     threads = report.get("interpreter_threads")
     notes = [f"Latency: median of {report['latency_repeats']} single-image calls on the export machine "
@@ -193,7 +187,7 @@ def _per_class(facts: ModelFacts, report: dict[str, Any]) -> str:
     header = "| class | " + " | ".join(row["file"] for row in rows) + " |"
     lines = ["## Accuracy per class", "", header, "|" + " --- |" * (len(rows) + 1)]
     for c, name in enumerate(facts.classes):
-        lines.append(f"| {name} | " + " | ".join(pct(row["per_class_accuracy"][c]) for row in rows) + " |")
+        lines.append(f"| {name} | " + " | ".join(percent(row["per_class_accuracy"][c]) for row in rows) + " |")
     return "\n".join(lines)
 
 
@@ -224,19 +218,16 @@ def _training(facts: ModelFacts) -> str:
     if m.get("backend"):
         recipe.append(f"Keras on {m['backend']}" + (f", {m['device']}" if m.get("device") else ""))
     if m.get("test_accuracy") is not None:
-        recipe.append(f"test accuracy after training {pct(m['test_accuracy'])}")
+        recipe.append(f"test accuracy after training {percent(m['test_accuracy'])}")
     return f"## Training\n\n{'; '.join(recipe)}. The full settings are in the run's `{runs.CONFIG}`."
 
 
 def _use_and_limits(facts: ModelFacts, height: int, width: int) -> str:
+    from kerastl.data.datasets import DATASETS
+
     dataset = facts.config["dataset"]
-    if dataset == "mnist":
-        limits = ("MNIST digits are light on a dark background, one digit, centred and scaled to about 20x20 of the "
-                  "28x28 field. A photo of dark ink on paper must be inverted and cropped to the digit first "
-                  "(`kerastl.predict` does both; MediaPipe only resizes), or the answers are close to chance.")
-    elif dataset == "fashion_mnist":
-        limits = ("Fashion-MNIST shows one article of clothing, centred, light on a black background, in grey. "
-                  "Photos of clothes on other backgrounds, several items or other objects are far from that.")
+    if dataset in DATASETS:
+        limits = DATASETS[dataset].limits
     else:
         limits = ("The model knows the pictures of its training folder only; pictures unlike them (other subjects, "
                   "lighting, framing) get answers that can be confidently wrong.")

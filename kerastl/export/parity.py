@@ -18,7 +18,8 @@ import numpy as np
 
 from kerastl.errors import ExportFailed, first_line
 from kerastl.export.convert import SAVED_MODEL, tflite_name
-from kerastl.litert import median_latency_ms
+from kerastl.litert import LATENCY_REPEATS, median_latency_ms
+from kerastl.log import Log
 
 MAX_DROP_PP = 0.5
 REPORT = "export_report.json"  # in export/: the report as JSON
@@ -59,7 +60,7 @@ def candidates(model, model_path: Path, folder: Path, formats: Sequence[str], qu
 
 def check_all(model, model_path: Path, folder: Path, formats: Sequence[str], quantize: Sequence[str], x_test, y_test,
               labels: Sequence[str], max_drop_pp: float, latency_repeats: int, threads: int | None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              log: Log = print) -> dict[str, Any]:
     """Run every file in `folder` on the test images with the runtimes a device uses; the parity report."""
     from kerastl.export import mediapipe_check
     from kerastl.litert import interpreter_class
@@ -137,8 +138,8 @@ def parity_report(
     x: np.ndarray,
     y: np.ndarray,
     max_drop_pp: float = MAX_DROP_PP,
-    repeats: int = 200,
-    log: Callable[[str], None] = print,
+    repeats: int = LATENCY_REPEATS,
+    log: Log = print,
     in_app: Callable[[Path, np.ndarray], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Measure the Keras model, then every artifact against it (app files also with `in_app`, if

@@ -13,9 +13,10 @@ import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from kerastl.errors import UserError
+from kerastl.log import Log
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Study:
 def compare(
     contenders: Sequence[str] | None = None, per_class: Sequence[int | str] | None = None, seeds: int | None = None,
     budget: str | None = None, output_dir: str | Path | None = None, fresh: bool = False, test_limit: int | None = None,
-    max_epochs: int | None = None, explain: bool = True, log: Callable[[str], None] = print, command: str | None = None,
+    max_epochs: int | None = None, explain: bool = True, log: Log = print, command: str | None = None,
 ) -> Study:
     """Train the contenders (default: all) at `per_class` labelled images per class (numbers and/or
     "all"; default: the budget's), on the same splits, and write the study folder with its report;
@@ -50,9 +51,9 @@ def compare(
     sizes = plan.parse_sizes([str(s) for s in per_class]) if per_class else None
     _check_numbers(seeds, test_limit, max_epochs)
     has_accelerator = runtime.accelerator() is not None
-    if budget is not None and budget not in plan.BUDGETS:
-        raise UserError(f"unknown budget {budget!r}; choose one of {', '.join(plan.BUDGETS)}")
-    chosen = plan.BUDGETS[budget or ("full" if has_accelerator else "quick")]
+    if budget is not None and budget not in plan.STUDY_BUDGETS:
+        raise UserError(f"unknown budget {budget!r}; choose one of {', '.join(plan.STUDY_BUDGETS)}")
+    chosen = plan.STUDY_BUDGETS[budget or ("full" if has_accelerator else "quick")]
     sizes = sizes or chosen.sizes
     _check_sizes_fit_the_data(sizes)
     seeds = seeds or chosen.seeds

@@ -11,7 +11,7 @@ import shlex
 import sys
 
 from kerastl.cli import EXIT_INTERRUPTED, OneLineParser, run_cli
-from kerastl.study.plan import BUDGETS, CONTENDERS
+from kerastl.study.plan import STUDY_BUDGETS, CONTENDERS
 
 PROG = "kerastl.compare"
 
@@ -22,7 +22,7 @@ def parse_args(argv=None):
     p.add_argument("--per-class", nargs="+", metavar="N", help="labelled training images per class: numbers and/or 'all' (default: the budget's)")
     p.add_argument("--seeds", type=int, help="seeds for the small sizes (quick: up to 10 per class, default 2; full: up to 300, default 3); "
                    "larger sizes train seed 0")
-    p.add_argument("--budget", choices=tuple(BUDGETS), help="quick (default without a GPU: about 30 minutes on 2 CPU cores) or full")
+    p.add_argument("--budget", choices=tuple(STUDY_BUDGETS), help="quick (default without a GPU: about 30 minutes on 2 CPU cores) or full")
     p.add_argument("--output-dir", help="the study folder (default: continue the newest unfinished saved_models/compare-*, else a new one)")
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing finished runs")
     p.add_argument("--test-limit", type=int, help="score only the first N test images in every run (smoke tests)")

@@ -3,7 +3,7 @@
 Every run of the study is an ordinary `kerastl.fit` run with its mode's defaults (configs/<mode>.yaml,
 with the [cpu] section when there is no accelerator). The study asks only for the data budget
 (`per_class`, `seed`, `test_limit`) and the contender's starting weights; `fit` sizes the schedule
-to the data itself (kerastl.schedule), so a learner who reruns a row with `fit` gets the same run.
+to the data itself (kerastl.sizing), so a learner who reruns a row with `fit` gets the same run.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from kerastl import config as config_module
-from kerastl import runs
-from kerastl import schedule
+from kerastl import runs, sizing
 from kerastl.backbones import NATIVE_SIZE
+from kerastl.data.datasets import DATASETS
 from kerastl.errors import UserError
+from kerastl.log import quiet
+from kerastl.modes import MODES
 
 ALL = "all"  # the whole training split (validation carved from it), not a per-class budget
 
@@ -50,7 +52,7 @@ SIZES = (10, 30, 100, 300, 1000, ALL)
 
 
 @dataclass(frozen=True)
-class Budget:
+class StudyBudget:
     name: str
     sizes: tuple
     seeds: int  # default --seeds: how many seeds train sizes up to `many_seeds_up_to` per class
@@ -61,12 +63,12 @@ class Budget:
     pretrain_epochs: int | None
 
 
-BUDGETS = {
-    "quick": Budget(
+STUDY_BUDGETS = {
+    "quick": StudyBudget(
         "quick", sizes=(10, 100, ALL), seeds=2, many_seeds_up_to=10, test_limit=2000,
         all_contenders=("mlp", "cnn", "feature", "finetune"), pretrain_limit=10_000, pretrain_epochs=2,
     ),
-    "full": Budget(
+    "full": StudyBudget(
         "full", sizes=SIZES, seeds=3, many_seeds_up_to=300, test_limit=None, all_contenders=tuple(CONTENDERS),
         pretrain_limit=None, pretrain_epochs=None,
     ),
@@ -74,11 +76,11 @@ BUDGETS = {
 
 
 def reductions(
-    budget: Budget, contenders: tuple[str, ...], sizes: tuple, seeds: int, test_limit: int | None, max_epochs: int | None,
+    budget: StudyBudget, contenders: tuple[str, ...], sizes: tuple, seeds: int, test_limit: int | None, max_epochs: int | None,
     imagenet: dict[str, Any], domain: dict[str, Any],
 ) -> list[str]:
     """What this study leaves out compared with `--budget full` at native input size, in words."""
-    full = BUDGETS["full"]
+    full = STUDY_BUDGETS["full"]
     notes = []
     if tuple(sizes) != full.sizes:
         notes.append(f"labelled images per class: {', '.join(map(str, sizes))} (full: {', '.join(map(str, full.sizes))})")
@@ -94,7 +96,7 @@ def reductions(
         notes.append(f"{', '.join(left_out)}: per-class budgets only, not all images (each such run costs about as much as the "
                      "ImageNet fine-tuning run on all images)")
     if "fashion" in contenders and (budget.pretrain_limit or budget.pretrain_epochs):
-        notes.append(f"the Fashion-MNIST backbone is pretrained on {budget.pretrain_limit or 60_000:,} images for "
+        notes.append(f"the Fashion-MNIST backbone is pretrained on {budget.pretrain_limit or DATASETS['fashion_mnist'].train_images:,} images for "
                      f"{budget.pretrain_epochs or 'the configured'} epochs")
     if max_epochs:
         notes.append(f"no stage trains more than {max_epochs} epochs (--max-epochs)")
@@ -144,7 +146,7 @@ def check_contenders(names: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def seeds_for(size, seeds: int, budget: Budget) -> range:
+def seeds_for(size, seeds: int, budget: StudyBudget) -> range:
     return range(seeds) if size != ALL and size <= budget.many_seeds_up_to else range(1)
 
 
@@ -159,16 +161,21 @@ def base_config(mode: str, has_accelerator: bool, overrides: dict[str, Any] | No
 
 def planned(mode: str, options: dict[str, Any], has_accelerator: bool) -> dict[str, Any]:
     """The config `kerastl.fit --mode MODE` trains with, given `options` (as flags): resolved, then
-    sized to the training images the options leave (kerastl.schedule), as `fit` does."""
+    sized to the training images the options leave and this process's devices (kerastl.sizing),
+    as `fit` does."""
+    from kerastl import distribute
+
     config = config_module.resolve_run_config(mode, None, options, has_accelerator, origin="study")
-    return schedule.size_to_data(config, train_images(config), has_accelerator)[0]
+    placement = distribute.place(config, has_accelerator, quiet)
+    return sizing.size_to_data(config, train_images(config), has_accelerator, placement)
 
 
 def train_images(config: dict[str, Any]) -> int:
-    """Training images of a run on MNIST or Fashion-MNIST (60,000 in the train split)."""
+    """Training images of a run on MNIST or Fashion-MNIST (the train split less validation)."""
+    dataset = DATASETS[config["dataset"]]
     if config.get("per_class"):
-        return 10 * (config["per_class"] - validation_per_class(config["per_class"], config["validation_fraction"]))
-    return config.get("limit") or 60_000 - round(60_000 * config["validation_fraction"])
+        return len(dataset.class_names) * (config["per_class"] - validation_per_class(config["per_class"], config["validation_fraction"]))
+    return config.get("limit") or dataset.train_images - round(dataset.train_images * config["validation_fraction"])
 
 
 def validation_per_class(per_class: int, validation_fraction: float) -> int:
@@ -176,7 +183,7 @@ def validation_per_class(per_class: int, validation_fraction: float) -> int:
 
 
 def plan(
-    contenders: tuple[str, ...], sizes: tuple, seeds: int, budget: Budget, study_dir: Path, has_accelerator: bool,
+    contenders: tuple[str, ...], sizes: tuple, seeds: int, budget: StudyBudget, study_dir: Path, has_accelerator: bool,
     test_limit: int | None = None, max_epochs: int | None = None,
 ) -> list[RunSpec]:
     """The study's runs in the order they train: the Fashion-MNIST pretraining, then per contender
@@ -210,7 +217,9 @@ def backbones(has_accelerator: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     finetune, pretrain = base_config("finetune", has_accelerator), base_config("pretrain", has_accelerator)
     keys = ("backbone", "img_size", "small_data_img_size")
-    return {k: finetune[k] for k in keys}, {k: pretrain[k] for k in keys}
+    imagenet = {k: finetune[k] for k in keys}
+    domain = {**{k: pretrain[k] for k in keys}, "small_data_img_size": None}  # given img_size: never enlarged for small data
+    return imagenet, domain
 
 
 def _run(name, size, seed, budget, study_dir, has_accelerator, domain, test_limit, max_epochs) -> RunSpec:
@@ -245,17 +254,17 @@ SPEED = {
     "mlp": (7000, 20000, 3), "cnn": (1000, 5000, 6), "feature": (20000, 700, 10),  # feature: test images go through the backbone
     "efficientnet_lite0": (600, 1500, 30), "resnet18": (250, 1000, 25),
 }
-FEATURE_EXTRACTION = 700  # images/s through EfficientNet-Lite0 at the feature config's 64 px (README: 88 s for 60,000)
+FEATURE_EXTRACTION = 700  # images/s through EfficientNet-Lite0 at the feature config's 64 px on 2 cores (a rough speed)
 
 
 def estimate_seconds(spec: RunSpec) -> float:
     config = spec.config
     mode = config["mode"]
     train_speed, test_speed, fixed = SPEED.get(mode, SPEED.get(config.get("backbone"), SPEED["efficientnet_lite0"]))
-    images = min(config.get("limit") or 54_000, 54_000) if spec.size == ALL else 10 * spec.size * 0.9
-    epochs = config["epochs"] + (config["head_epochs"] if mode in ("finetune", "partial") else 0)
+    images = train_images(config)
+    epochs = sum(config[stage.epochs_key] for stage in MODES[mode].stages)
     epochs *= 0.7 if spec.size != ALL else 1.0  # early stopping
-    test_images = config["test_limit"] or 10_000
+    test_images = config["test_limit"] or DATASETS[config["dataset"]].test_images
     if mode == "feature":  # features of the train, validation and test images once; the head is cheap
         return fixed + (images / 0.9 + test_images) / FEATURE_EXTRACTION + 0.5 * epochs
     seen = images * (config.get("epoch_passes") or 1) * epochs

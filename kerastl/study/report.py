@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from kerastl import plots
-from kerastl.config import TRANSFER_MODES
-from kerastl.schedule import SMALL_DATA_IMAGES
+from kerastl.modes import BACKBONE_MODES
+from kerastl.sizing import SMALL_DATA_IMAGES
 from kerastl.files import atomic_write_text
 from kerastl.study import results as results_module
 from kerastl.study import why
 from kerastl.study.plan import ALL, CONTENDERS, FASHION_PRETRAIN, LESSON
+from kerastl.text import percent
 
 REPORT = "report.md"
 FIGURES = {
@@ -80,10 +81,6 @@ def _stdev(values: list[float]) -> float:
 
 
 # Formatting -------------------------------------------------------------------------------------
-
-
-def pct(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{100 * value:.{digits}f} %"
 
 
 def mean_spread(values: list[float]) -> str:
@@ -189,7 +186,7 @@ def lesson_table(rows: list[Row]) -> list[str]:
         name = r["label"] + (f" (lesson: {lesson_row})" if lesson_row and lesson_row != r["label"] else "")
         to95 = r["epochs_to_95"] if r["epochs_to_95"] is not None else f"not reached in {r['epochs']}"
         lines.append(
-            f"| {name} | {lesson_epochs or '—'} | {to95} | {lesson_acc or '—'} | {pct(r['test_accuracy'])} | {seconds(r['wall_seconds'])} "
+            f"| {name} | {lesson_epochs or '—'} | {to95} | {lesson_acc or '—'} | {percent(r['test_accuracy'])} | {seconds(r['wall_seconds'])} "
             f"| {seconds(r['seconds_to_95'])} | {r['trainable_parameters']:,} | {r['images_per_second'] or 0:,.0f} |"
         )
     return lines
@@ -235,12 +232,12 @@ def _lesson_size_findings(chosen: list[Row], size) -> list[str]:
                + ", ".join(f"{r['label']} {r['epochs_to_95'] or 'never'}" + (f" (lesson: {lesson})" if lesson else "") for r, lesson in epochs)
                + ".")
     top = max(chosen, key=lambda r: r["test_accuracy"])
-    out.append(f"The best test accuracy on {_size_label(size)} was {pct(top['test_accuracy'])}, by {top['label']}.")
+    out.append(f"The best test accuracy on {_size_label(size)} was {percent(top['test_accuracy'])}, by {top['label']}.")
     if "finetune" in by and "cnn" in by:
         ft, cnn = by["finetune"], by["cnn"]
         diff = 100 * (ft["test_accuracy"] - cnn["test_accuracy"])
         out.append(f"Fine-tuned ImageNet transfer {'beat' if diff > 0 else 'did not beat'} the CNN from scratch on {_size_label(size)}: "
-                   f"{pct(ft['test_accuracy'])} against {pct(cnn['test_accuracy'])} ({diff:+.2f} pp), "
+                   f"{percent(ft['test_accuracy'])} against {percent(cnn['test_accuracy'])} ({diff:+.2f} pp), "
                    f"in {seconds(ft['wall_seconds'])} against {seconds(cnn['wall_seconds'])}.")
     return out
 
@@ -272,8 +269,8 @@ def _small_data_findings(rows: list[Row], lesson_size) -> list[str]:
     for c in comparisons:
         if c["size"] != lesson_size:  # the size of the lesson table was said above
             note = f", within the noise of {c['noise_pp']:.1f} pp: seed spread or test-set sampling" if c["verdict"] == "level" else ""
-            out.append(f"With {c['size']} labelled images per class, fine-tuned ImageNet transfer scored {pct(c['a'], 1)} "
-                       f"and the CNN from scratch {pct(c['b'], 1)} ({c['diff_pp']:+.1f} pp{note}).")
+            out.append(f"With {c['size']} labelled images per class, fine-tuned ImageNet transfer scored {percent(c['a'], 1)} "
+                       f"and the CNN from scratch {percent(c['b'], 1)} ({c['diff_pp']:+.1f} pp{note}).")
     said = [f"{v} at {', '.join(str(c['size']) for c in comparisons if c['verdict'] == v)} per class"
             for v in ("ahead", "behind", "level") if any(c["verdict"] == v for c in comparisons)]
     if said:
@@ -289,10 +286,10 @@ def _pretraining_findings(rows: list[Row]) -> list[str]:
     for s in sizes if "fashion" in contenders and "scratch" in contenders else []:
         if mean("fashion", s) is not None and mean("scratch", s) is not None:
             gain = 100 * (mean("fashion", s) - mean("scratch", s))
-            line = (f"Same architecture, {_size_label(s)}: starting from Fashion-MNIST weights scored {pct(mean('fashion', s), 1)}, "
-                    f"from random weights {pct(mean('scratch', s), 1)} ({gain:+.1f} pp)")
+            line = (f"Same architecture, {_size_label(s)}: starting from Fashion-MNIST weights scored {percent(mean('fashion', s), 1)}, "
+                    f"from random weights {percent(mean('scratch', s), 1)} ({gain:+.1f} pp)")
             if mean("finetune", s) is not None:
-                line += f"; ImageNet fine-tuning (other architecture) {pct(mean('finetune', s), 1)}"
+                line += f"; ImageNet fine-tuning (other architecture) {percent(mean('finetune', s), 1)}"
             out.append(line + ".")
     return out
 
@@ -340,12 +337,12 @@ def build(study_dir: Path, command: str, log=print) -> Path:
         lines += [f"What this study leaves out compared with `--budget full` on a GPU (the {study['budget']} budget"
                   + (", made to finish in about 30 minutes on a 2-core CPU" if study["budget"] == "quick" else "") + "):", ""]
         lines += [f"- {text}" for text in study["reductions"]] + [""]
-    if any(r["mode"] in TRANSFER_MODES for r in rows):
+    if any(r["mode"] in BACKBONE_MODES for r in rows):
         lines += backbone_note(study) + [""]
     if pretrain:
         lines += [
             f"The Fashion-MNIST backbone (run `{pretrain['run']}`) was pretrained on {pretrain['train_images']:,} images in "
-            f"{seconds(pretrain['wall_seconds'])} (Fashion-MNIST test accuracy {pct(pretrain['test_accuracy'])}); that time is not "
+            f"{seconds(pretrain['wall_seconds'])} (Fashion-MNIST test accuracy {percent(pretrain['test_accuracy'])}); that time is not "
             "included in the fine-tuning runs' times.",
             "",
         ]

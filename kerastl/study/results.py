@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kerastl import runs
-from kerastl.config import TRANSFER_MODES
+from kerastl.modes import BACKBONE_MODES
 from kerastl.files import atomic_write_text
 from kerastl.history import read_history
 from kerastl.study.plan import CONTENDERS, FASHION_PRETRAIN, RunSpec
@@ -41,7 +41,7 @@ def row(spec: RunSpec, run_dir: Path, outcome: Outcome) -> dict[str, Any]:
     """One run's row; a failed run keeps its identity, status and one-line reason."""
     config = spec.config
     base = {
-        "contender": spec.contender, "label": label(spec.contender, config.get("backbone") if config["mode"] in TRANSFER_MODES else None),
+        "contender": spec.contender, "label": label(spec.contender, config.get("backbone") if config["mode"] in BACKBONE_MODES else None),
         "per_class": spec.size, "seed": spec.seed, "status": "ok" if outcome.status != "failed" else "failed",
         "reason": outcome.reason, "run": spec.name, "mode": config["mode"], "dataset": config["dataset"],
     }
@@ -50,7 +50,7 @@ def row(spec: RunSpec, run_dir: Path, outcome: Outcome) -> dict[str, Any]:
     metrics = runs.read_metrics(run_dir)
     recorded = runs.read_config(run_dir)
     epochs = read_history(run_dir / runs.HISTORY)
-    transfer = config["mode"] in TRANSFER_MODES
+    transfer = config["mode"] in BACKBONE_MODES
     return {
         **base,
         "backbone": metrics.get("backbone") if transfer else None,

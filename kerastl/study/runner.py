@@ -18,11 +18,11 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from kerastl import runs
 from kerastl.errors import UserError, first_line
 from kerastl.study.plan import ALL, RunSpec
+from kerastl.log import Log
 
 LOGS = "logs"  # per-run output of fit, in the study folder
 IGNORED_KEYS = ("output_dir", "run_name")  # set by the study's folder, not part of the recipe
@@ -88,7 +88,7 @@ def pending_estimate(specs: list[RunSpec], study_dir: Path) -> float:
 class Progress:
     """`[k/n] contender, size, seed: elapsed, about T left`, the estimate corrected by the runs done."""
 
-    def __init__(self, specs: list[RunSpec], print_line: Callable[[str], None], finished: set[str]):
+    def __init__(self, specs: list[RunSpec], print_line: Log, finished: set[str]):
         self.specs, self.print, self.finished = specs, print_line, finished
         self.start = time.perf_counter()
         self.estimated_done = self.actual_done = 0.0
@@ -135,7 +135,7 @@ def train_one(spec: RunSpec, study_dir: Path, log_path: Path) -> None:
             gc.collect()
 
 
-def run_all(specs: list[RunSpec], study_dir: Path, print_line: Callable[[str], None]) -> dict[str, Outcome]:
+def run_all(specs: list[RunSpec], study_dir: Path, print_line: Log) -> dict[str, Outcome]:
     """Train every run not yet finished; returns each run's outcome by name."""
     progress = Progress(specs, print_line, {s.name for s in specs if runs.is_complete(study_dir / s.name)})
     outcomes: dict[str, Outcome] = {}

@@ -5,13 +5,14 @@ Its sentences come from `why/probe.csv` (kerastl.explanation.report), never from
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+
+from kerastl.log import Log
 
 WHY_DIR = "why"
 TRANSFER_CONTENDERS = ("feature", "finetune")  # a study with one of them gets the section
 
 
-def explain_backbone(study_dir: Path, study: dict, log: Callable[[str], None]) -> Path | None:
+def explain_backbone(study_dir: Path, study: dict, log: Log) -> Path | None:
     """Explain the study's ImageNet backbone on MNIST (quick budget, no check run) unless done;
     returns the folder, or None when the study has no ImageNet contender or the probe failed."""
     from kerastl.explanation.probe import PROBE_CSV

@@ -1,4 +1,4 @@
-"""Layer settings shared by every network kerastl builds."""
+"""Batch-norm settings shared by every network kerastl builds."""
 
 # Batch-norm momentum where batch norm learns (models trained from scratch: mlp, cnn, pretrain).
 # Keras' default 0.99 lets the moving statistics lag far behind the weights in short runs (a
