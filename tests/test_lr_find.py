@@ -94,7 +94,9 @@ def test_fit_lr_find_sweeps_both_stages_and_trains_with_the_rates(tmp_path, monk
     assert (run.folder / runs.LR_FIND_FIGURE).stat().st_size > 10_000
     curves = json.loads((run.folder / runs.LR_FIND).read_text())
     assert len(curves["head"]["lrs"]) == len(curves["head"]["losses"]) == sweeps["head"]["steps"]
-    assert run.metrics["test_accuracy"] > 0.1  # trained, not broken by the sweep
+    # No accuracy bar: 2 epochs on 300 images at 32 px score near chance (0.20 / 0.31 / 0.22 measured on
+    # TensorFlow / JAX / PyTorch). That the sweep leaves the model as it found it is tested bit for bit above.
+    assert all(row["loss"] is not None and row["loss"] < 2.5 for row in run.history)  # ln 10 = 2.30: no divergence
 
 
 def test_feature_mode_sweeps_the_head_on_its_features(tmp_path, monkeypatch):
