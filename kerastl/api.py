@@ -16,11 +16,13 @@ import contextlib
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from kerastl import runs
+from kerastl import distribute, runs, runtime
 from kerastl.config import DEFAULTS, OPTIONS, SCHEMA, renamed, resolve_run_config
 from kerastl.errors import RunInterrupted, UserError
+from kerastl.export import export_run
 from kerastl.finished_run import Run
 from kerastl.log import Log
+from kerastl.train import PreparedRun, prepare, train
 
 DEFAULT_MODE = "finetune"
 ALLOWED_WITH_RESUME = ("output_dir", "run_name")  # they find the run; everything else is recorded in it
@@ -62,8 +64,6 @@ def run_with_options(
     A new run is resolved and prepared (data loaded, schedule sized, config frozen) before its
     folder is made, so config.yaml is written once with what the run will do; a resumed run is
     prepared from the config.yaml it recorded."""
-    from kerastl import distribute, runtime  # imports Keras
-
     distribute.connect_processes()  # several hosts (JAX): before anything starts the devices
     has_accelerator = runtime.accelerator() is not None
     if resume:
@@ -87,27 +87,19 @@ def run_with_options(
         f"({metrics['test_images']} images), {metrics['wall_seconds']:.0f} s; run saved to {run_dir}"
     )
     if result.config["export"]:
-        from kerastl.export import export_run
-
         result.export_report = export_run(run_dir, test_limit=result.config["test_limit"], log=log)
     return result
 
 
-def _prepare(config, has_accelerator: bool, log: Log, recorded: bool = False):
+def _prepare(config, has_accelerator: bool, log: Log, recorded: bool = False) -> PreparedRun:
     """kerastl.train.prepare: the data, the devices and the schedule; the config frozen."""
-    from kerastl import runtime
-    from kerastl.train import prepare
-
     advice = runtime.cpu_backend_advice(config["mode"], has_accelerator)
     if advice:
         log(advice)
     return prepare(config, has_accelerator, log, recorded)
 
 
-def _train(run_dir: Path, prepared, callbacks, log: Log) -> Run:
-    from kerastl import distribute
-    from kerastl.train import train
-
+def _train(run_dir: Path, prepared: PreparedRun, callbacks, log: Log) -> Run:
     with distribute.distributed(prepared.placement):
         return train(prepared, run_dir, log, callbacks)
 

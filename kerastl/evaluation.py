@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from kerastl import runs
+from kerastl.data import pipeline
 from kerastl.files import atomic_path
 
 
 def predict_probabilities(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Class probabilities for `x`, shape (N, classes), float32 (batches padded to split over the
     devices of a distributed run, and trimmed again)."""
-    from kerastl.data import pipeline
-
     return np.asarray(pipeline.predict_in_batches(model, x, batch_size), "float32")
 
 

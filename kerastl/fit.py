@@ -12,6 +12,8 @@ import sys
 
 from kerastl.cli import EXIT_EXPORT_FAILED, EXIT_INTERRUPTED, OneLineParser, run_cli
 from kerastl.config import MODES, OPTIONS, RENAMED, SCHEMA
+from kerastl.errors import ExportFailed, RunInterrupted
+from kerastl.export.cli import report_outcome
 
 PROG = "kerastl.fit"
 
@@ -65,8 +67,6 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from kerastl.api import run_with_options  # imports Keras: after parsing, so --help is instant
-    from kerastl.errors import RunInterrupted
-    from kerastl.export import ExportFailed
 
     options = {name: getattr(args, name) for name in OPTIONS}
     try:
@@ -84,8 +84,6 @@ def main(argv=None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_EXPORT_FAILED
     if run.export_report is not None:
-        from kerastl.export.cli import report_outcome
-
         return report_outcome(PROG, run.export_report, run.folder, allow_drop=False)
     return 0
 

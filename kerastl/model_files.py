@@ -13,7 +13,10 @@ from typing import Callable
 
 import numpy as np
 
+from kerastl import runs
 from kerastl.errors import UserError, first_line
+from kerastl.files import atomic_path
+from kerastl.litert import LiteRTModel
 
 Predict = Callable[[np.ndarray], np.ndarray]
 BATCH_SIZE = 256
@@ -22,8 +25,6 @@ BATCH_SIZE = 256
 def save_keras_model(model, path: Path) -> None:
     """`model.keras`, recompiled with Keras' own loss so that plain `keras.saving.load_model` opens
     it without kerastl (the label-smoothed training loss is kerastl's class), written atomically."""
-    from kerastl.files import atomic_path
-
     model.compile(optimizer=model.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if not model.optimizer.built:  # its (zero) slots are saved too, so loading warns of no mismatch
         model.optimizer.build(model.trainable_variables)
@@ -81,8 +82,6 @@ def saved_model_predict(path: Path) -> Predict:
 
 def model_kind(model: str | Path) -> str:
     """"keras" (a run folder or a `.keras` file), "saved_model" or "tflite"; checked without loading."""
-    from kerastl import runs
-
     path = Path(model).expanduser()
     if not path.exists():
         raise UserError(f"no model at {path}; pass a run folder, a .keras file, a SavedModel folder or a .tflite file")
@@ -100,8 +99,6 @@ def model_kind(model: str | Path) -> str:
 def load_predict_function(model: str | Path) -> tuple[Predict, str, tuple[int, int, int]]:
     """A run folder, `.keras` file, SavedModel folder or `.tflite` file: (predict, kind, the
     shape of one input image)."""
-    from kerastl import runs
-
     path = Path(model).expanduser()
     kind = model_kind(path)
     if kind == "keras":
@@ -110,7 +107,5 @@ def load_predict_function(model: str | Path) -> tuple[Predict, str, tuple[int, i
     if kind == "saved_model":
         predict = saved_model_predict(path)
         return predict, kind, predict.image_shape
-    from kerastl.litert import LiteRTModel
-
     lite = LiteRTModel(path)
     return lite.predict, kind, tuple(int(d) for d in lite.input["shape"][1:])

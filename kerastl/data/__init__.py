@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from kerastl.data import folders
 from kerastl.data.datasets import DATASETS, IMAGE_SHAPE, DataInfo, builtin_info
 from kerastl.data.pipeline import fit_inputs, make_dataset, predict_in_batches, validation_data
 from kerastl.data.sources import load_arrays
 from kerastl.data.splits import Splits, make_splits
+from kerastl.errors import UserError
 from kerastl.modes import BACKBONE_MODES
 from kerastl.log import Log
 
@@ -16,9 +18,6 @@ from kerastl.log import Log
 def load_data(config: dict[str, Any], log: Log = print):
     """(arrays, DataInfo, FolderData or None) for a run's config: the built-in dataset's uint8
     arrays, or an image folder scanned and split (its "x_*" are `FileImages`, with "x_val")."""
-    from kerastl.data import folders
-    from kerastl.errors import UserError
-
     name = config["dataset"]
     if not folders.is_folder_dataset(name):
         if config.get("stored_size") not in (None, IMAGE_SHAPE[0]):

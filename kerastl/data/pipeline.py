@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from kerastl.data.folders import FileImages, file_dataset
+from kerastl.distribute import active
 
 
 def make_dataset(
@@ -64,8 +65,6 @@ def steps_per_epoch(images: int, batch_size: int, passes: int = 1, multiple: int
 
 def even_batches(x: np.ndarray, y: np.ndarray, batch_size: int, training: bool):
     """(x, y, weights or None, drop_remainder) so that every batch splits over the devices."""
-    from kerastl.distribute import active
-
     multiple = active().batch_multiple(batch_size)
     if not drops_last_batch(len(y), batch_size, multiple):
         return x, y, None, False

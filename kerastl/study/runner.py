@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kerastl import runs
+from kerastl.config import OPTIONS
 from kerastl.errors import UserError, first_line
 from kerastl.study.plan import ALL, RunSpec
 from kerastl.log import Log
@@ -112,10 +113,9 @@ class Progress:
 
 def train_one(spec: RunSpec, study_dir: Path, log_path: Path) -> None:
     """`kerastl.run(mode, **spec.options)` in this process, into the study folder, output to `log_path`."""
-    import keras
+    import keras  # the study's command parses its flags before Keras starts
 
-    from kerastl.api import run_with_options
-    from kerastl.config import OPTIONS
+    from kerastl.api import run_with_options  # imports Keras
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     options = {**dict.fromkeys(OPTIONS), **spec.options, "output_dir": str(study_dir), "run_name": spec.name}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import kerastl
+from kerastl.errors import first_line
 from kerastl.log import Log
 
 WHY_DIR = "why"
@@ -15,16 +17,13 @@ TRANSFER_CONTENDERS = ("feature", "finetune")  # a study with one of them gets t
 def explain_backbone(study_dir: Path, study: dict, log: Log) -> Path | None:
     """Explain the study's ImageNet backbone on MNIST (quick budget, no check run) unless done;
     returns the folder, or None when the study has no ImageNet contender or the probe failed."""
-    from kerastl.explanation.probe import PROBE_CSV
+    from kerastl.explanation.probe import PROBE_CSV  # imports Keras: a study's report is written without it
 
     folder = Path(study_dir) / WHY_DIR
     if not any(c in study["contenders"] for c in TRANSFER_CONTENDERS):
         return None
     if (folder / PROBE_CSV).is_file():
         return folder
-    import kerastl
-    from kerastl.errors import first_line
-
     limit = study.get("test_limit")
     log(f"why: probing every block of {study['imagenet_backbone']['label']} on MNIST (kerastl.explain, quick budget)")
     try:
@@ -37,6 +36,7 @@ def explain_backbone(study_dir: Path, study: dict, log: Log) -> Path | None:
 
 def section(study_dir: Path) -> list[str]:
     """The report's lines: the probe figure and two sentences from why/probe.csv ([] without it)."""
+    # imports Keras (the probe's module): a study's report is written without it
     from kerastl.explanation.figures import PROBE_FIGURE
     from kerastl.explanation.probe import PROBE_CSV
     from kerastl.explanation.report import why_section
