@@ -29,13 +29,14 @@ def chromium() -> str | None:
 def serving(model_paths) -> Iterator[str]:
     """The demo server for these models, in a thread of this process; yields its URL."""
     from kerastl.demo import models, server
+    from kerastl.web.server import url_of
 
     loaded = models.load_models(models.models_to_show(model_paths), warn=lambda _: None)
     httpd = server.make_server(loaded, "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield server.url_of(httpd)
+        yield url_of(httpd)
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -13,10 +13,9 @@ from __future__ import annotations
 import sys
 
 from kerastl.cli import OneLineParser, run_cli
-from kerastl.errors import UserError
+from kerastl.web.server import DEFAULT_HOST  # this machine only; --host 0.0.0.0 shows the page to your network
 
 PROG = "kerastl.demo"
-DEFAULT_HOST = "127.0.0.1"  # this machine only; --host 0.0.0.0 shows the page to your network
 DEFAULT_PORT = 8000
 
 
@@ -35,20 +34,18 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from kerastl.demo import models, server
+    from kerastl.web.server import exposure_warning, serve
 
     chosen = models.models_to_show(args.models)  # every folder checked before a framework loads
     say = lambda line: print(f"{PROG}: {line}", flush=True)  # noqa: E731
     say(f"loading {len(chosen)} model{'s' if len(chosen) > 1 else ''}: " + "; ".join(title for _, title in chosen))
     try:
         loaded = models.load_models(chosen, warn=lambda message: say(f"warning: {message}"))
-        try:
-            httpd = server.make_server(loaded, args.host, args.port)
-        except OSError as exc:
-            raise UserError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); choose another --port or --host") from None
-        with httpd:
-            say(f"open {server.url_of(httpd)} in a browser (Ctrl-C stops the server)")
-            httpd.serve_forever()
-    except KeyboardInterrupt:
+        httpd = server.make_server(loaded, args.host, args.port)
+        if exposure_warning(args.host):
+            say(f"warning: {exposure_warning(args.host)}")
+        serve(httpd, say)
+    except KeyboardInterrupt:  # while the models load
         say("stopped")
     return 0
 

@@ -4,23 +4,18 @@ one picture with the preprocessing `kerastl.predict` uses (`Classifier.pixels`, 
 
 from __future__ import annotations
 
-import base64
-import io
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from kerastl import runs
 from kerastl.errors import UserError
 from kerastl.log import Log
 from kerastl.study.folder import is_study
 from kerastl.text import percent
+from kerastl.web.pictures import as_file, png_data_url
 
 STUDY_CONTENDERS = ("mlp", "cnn", "finetune")  # the runs a study folder puts side by side
 TOP_K = 3
-
 
 
 @dataclass
@@ -115,9 +110,7 @@ def classify(models: list[DemoModel], image: bytes) -> list[dict]:
     from kerastl.digit_image import ImageError
     from kerastl.prediction import top_classes
 
-    with tempfile.TemporaryDirectory(prefix="kerastl-demo-") as folder:
-        path = Path(folder) / "picture"
-        path.write_bytes(image)
+    with as_file(image, prefix="kerastl-demo-") as path:
         answers = []
         for model in models:
             try:
@@ -129,14 +122,3 @@ def classify(models: list[DemoModel], image: bytes) -> list[dict]:
             answers.append({"name": model.name, "predictions": top_classes(probabilities, model.classifier.labels, TOP_K),
                             "input": png_data_url(pixels)})
     return answers
-
-
-def png_data_url(pixels: np.ndarray) -> str:
-    """uint8 pixels [height, width, channels] as a `data:image/png;base64,...` URL."""
-    from PIL import Image
-
-    array = np.asarray(pixels, dtype=np.uint8)
-    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
