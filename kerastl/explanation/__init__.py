@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from kerastl.backbones.registry import label as backbone_label
 from kerastl.explanation.job import EXPLAIN_BUDGETS, ExplainBudget, Job
 from kerastl.log import Log
 from kerastl.data.datasets import label as dataset_label
@@ -106,7 +107,7 @@ def _explain_into(folder: Path, job: Job, check: bool, log: Log) -> dict[str, An
         best = max((r for r in rows if r.weights == weights), key=lambda r: r.test_accuracy)
         log(f"explain: probe, {weights} weights: {len(train)} blocks, best after {best.block} ({100 * best.test_accuracy:.1f} %)")
     probe.write_csv(folder / probe.PROBE_CSV, rows)
-    title = f"{_backbone_label(spec.model_name)} at {job.img_size} px on {dataset_label(job.dataset)}"
+    title = f"{backbone_label(spec.model_name)} at {job.img_size} px on {dataset_label(job.dataset)}"
     counts = f"{len(data.y_train):,} training / {len(data.y_test):,} test images"
     figures.probe_by_block(rows, folder / figures.PROBE_FIGURE,
                            f"Linear probe after every block: {title}\n{counts}; each block's output global-average-pooled")
@@ -142,18 +143,12 @@ def _explain_into(folder: Path, job: Job, check: bool, log: Log) -> dict[str, An
     per_class = -(-job.budget.train_images // data.info.num_classes)
     return {
         "rows": rows, "figures": drawn, "timings": timings, "check": checked,
-        "backbone_label": _backbone_label(spec.model_name), "dataset_label": dataset_label(job.dataset), "budget": job.budget.name,
+        "backbone_label": backbone_label(spec.model_name), "dataset_label": dataset_label(job.dataset), "budget": job.budget.name,
         "train_images": len(data.y_train), "test_images": len(data.y_test), "per_class": per_class, "seed": job.seed,
         "img_size": job.img_size, "backend": runtime.backend(),
         "run": str(run.folder) if run else None, "run_mode": run.config["mode"] if run else None,
         "run_accuracy": run.metrics.get("test_accuracy") if run else None, "run_test_images": run.metrics.get("test_images") if run else None,
     }
-
-
-def _backbone_label(name: str) -> str:
-    from kerastl.study.results import BACKBONE_NAMES
-
-    return BACKBONE_NAMES.get(name, name)
 
 
 def _draw_filters(folder: Path, backbones: dict, title: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 import sys
 
+from kerastl.backbones.registry import names as backbone_names
 from kerastl.cli import OneLineParser, run_cli
 
 PROG = "kerastl.explain"
@@ -19,7 +20,7 @@ def parse_args(argv=None):
                       "(ImageNet vs random vs a run's fine-tuned weights), what it sees, embeddings and saliency.")
     p.add_argument("run", nargs="?", metavar="RUN_DIR", help="a finished feature/finetune/partial run: its backbone, data, "
                    "input size and fine-tuned weights are explained")
-    p.add_argument("--backbone", help="efficientnet_lite0 (default), resnet18, resnet50, mobilenet_v2 or hub:PRESET")
+    p.add_argument("--backbone", help=f"{backbone_names()} or hub:PRESET (default: efficientnet_lite0)")
     p.add_argument("--dataset", help="mnist (default), fashion_mnist or a folder of images with one subfolder per class")
     p.add_argument("--budget", choices=("quick", "full"), help="quick (default: 1,000 training / 2,000 test images at 64 px, "
                    "minutes on a CPU) or full (5,000 / 10,000 at 96 px)")

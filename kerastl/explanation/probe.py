@@ -26,7 +26,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from kerastl.backbones import BackboneSpec, backbone_blocks
+from kerastl.backbones import Backbone, backbone_blocks
 from kerastl.files import atomic_write_text
 
 PROBE_CSV = "probe.csv"
@@ -55,7 +55,7 @@ class ProbeRow:
 # The blocks and their pooled outputs -----------------------------------------------------------
 
 
-def block_outputs(spec: BackboneSpec, backbone: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
+def block_outputs(spec: Backbone, backbone: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
     """(block name, the layer whose output ends the block), stem to top.
 
     A block ends at the last layer, in model order, that belongs to it and still has a feature map
@@ -75,7 +75,7 @@ def block_outputs(spec: BackboneSpec, backbone: keras.Model) -> list[tuple[str, 
     return [(name, last[name]) for name in blocks if name in last]
 
 
-def pooled_block_model(spec: BackboneSpec, backbone: keras.Model, adapter: keras.Model) -> keras.Model:
+def pooled_block_model(spec: Backbone, backbone: keras.Model, adapter: keras.Model) -> keras.Model:
     """Raw pixels -> [the global average of each block's output], one vector per image and block."""
     ends = block_outputs(spec, backbone)
     taps = keras.Model(backbone.input, [layer.output for _, layer in ends])
@@ -83,7 +83,7 @@ def pooled_block_model(spec: BackboneSpec, backbone: keras.Model, adapter: keras
     return keras.Model(adapter.input, pooled, name=f"{backbone.name}_blocks")
 
 
-def block_features(spec: BackboneSpec, backbone: keras.Model, adapter: keras.Model, images: np.ndarray) -> dict[str, np.ndarray]:
+def block_features(spec: Backbone, backbone: keras.Model, adapter: keras.Model, images: np.ndarray) -> dict[str, np.ndarray]:
     """{block: pooled features [n, width]} of `images` (raw pixels), stem to top."""
     model = pooled_block_model(spec, backbone, adapter)
     outputs = model.predict(images, batch_size=PREDICT_BATCH, verbose=0)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from kerastl.backbones.registry import label as backbone_label
 from kerastl.errors import UserError
 from kerastl.log import Log
 
@@ -74,8 +75,8 @@ def compare(
     study = {
         **settings, "many_seeds_up_to": chosen.many_seeds_up_to, "machine": results.machine(),
         "reductions": plan.reductions(chosen, names, sizes, seeds, test_limit, max_epochs, imagenet, domain),
-        "imagenet_backbone": {**imagenet, "label": results.BACKBONE_NAMES.get(imagenet["backbone"], imagenet["backbone"])},
-        "domain_backbone": {**domain, "label": results.BACKBONE_NAMES.get(domain["backbone"], domain["backbone"])},
+        "imagenet_backbone": {**imagenet, "label": backbone_label(imagenet["backbone"])},
+        "domain_backbone": {**domain, "label": backbone_label(domain["backbone"])},
         "command": command or _as_command(contenders, per_class, seeds, budget, output_dir, test_limit, max_epochs, explain),
     }
     atomic_write_text(study_dir / study_folder.STUDY, json.dumps(study, indent=1) + "\n")

@@ -14,7 +14,7 @@ from typing import Any
 
 from kerastl import config as config_module
 from kerastl import runs, sizing
-from kerastl.backbones import NATIVE_SIZE
+from kerastl.backbones.registry import BACKBONES, Speed
 from kerastl.data.datasets import DATASETS
 from kerastl.errors import UserError
 from kerastl.log import quiet
@@ -104,7 +104,8 @@ def reductions(
     sizes_px = [f"{b['backbone']} at {b['img_size']} px" + (f" ({b['small_data_img_size']} px on small data)" if b.get("small_data_img_size") else "")
                 for b in used if b["img_size"]]
     if sizes_px:
-        notes.append(f"backbones at small inputs (native: {NATIVE_SIZE} px): {', '.join(sizes_px)} (configs/finetune.yaml, configs/pretrain.yaml)")
+        native = BACKBONES[config_module.SCHEMA["backbone"].default].input_size
+        notes.append(f"backbones at small inputs (native: {native} px): {', '.join(sizes_px)} (configs/finetune.yaml, configs/pretrain.yaml)")
     return notes
 
 
@@ -249,18 +250,25 @@ def _spec(name, contender, mode, size, seed, options, max_epochs, has_accelerato
 
 # Rough speeds on the 2-core CPU (training images/s, test images/s, fixed seconds for start-up,
 # compilation and figures), from runs on the project's shared machine; only the progress line's
-# estimate uses them, and it corrects them by the pace of the runs already done.
+# estimate uses them, and it corrects them by the pace of the runs already done. A backbone's own
+# speed is in its record (kerastl.backbones.registry); one without uses the default backbone's.
 SPEED = {
-    "mlp": (7000, 20000, 3), "cnn": (1000, 5000, 6), "feature": (20000, 700, 10),  # feature: test images go through the backbone
-    "efficientnet_lite0": (600, 1500, 30), "resnet18": (250, 1000, 25),
+    "mlp": Speed(7000, 20000, 3), "cnn": Speed(1000, 5000, 6),
+    "feature": Speed(20000, 700, 10),  # feature: test images go through the backbone
 }
 FEATURE_EXTRACTION = 700  # images/s through EfficientNet-Lite0 at the feature config's 64 px on 2 cores (a rough speed)
+
+
+def _backbone_speed(name: str | None) -> Speed:
+    default = BACKBONES[config_module.SCHEMA["backbone"].default].speed
+    return (BACKBONES[name].speed if name in BACKBONES else None) or default
 
 
 def estimate_seconds(spec: RunSpec) -> float:
     config = spec.config
     mode = config["mode"]
-    train_speed, test_speed, fixed = SPEED.get(mode, SPEED.get(config.get("backbone"), SPEED["efficientnet_lite0"]))
+    speed = SPEED.get(mode) or _backbone_speed(config.get("backbone"))
+    train_speed, test_speed, fixed = speed.train_images_per_second, speed.test_images_per_second, speed.fixed_seconds
     images = train_images(config)
     epochs = sum(config[stage.epochs_key] for stage in MODES[mode].stages)
     epochs *= 0.7 if spec.size != ALL else 1.0  # early stopping

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kerastl import runs
+from kerastl.backbones.registry import label as backbone_label
 from kerastl.modes import BACKBONE_MODES
 from kerastl.files import atomic_write_text
 from kerastl.history import read_history
@@ -23,7 +24,6 @@ from kerastl.study.runner import Outcome
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
-BACKBONE_NAMES = {"efficientnet_lite0": "EfficientNet-Lite0", "resnet18": "ResNet-18", "resnet50": "ResNet-50", "mobilenet_v2": "MobileNetV2"}
 COLUMNS = (
     "contender", "label", "per_class", "seed", "status", "reason", "run", "mode", "dataset", "backbone", "weights", "img_size",
     "train_images", "validation_images", "test_images", "epochs", "epochs_to_95", "seconds_to_95", "test_accuracy", "test_loss",
@@ -33,8 +33,8 @@ COLUMNS = (
 
 def label(contender: str, backbone: str | None) -> str:
     if contender == FASHION_PRETRAIN:
-        return f"{BACKBONE_NAMES.get(backbone or '', backbone)} pretrained on Fashion-MNIST"
-    return CONTENDERS[contender].label.format(backbone=BACKBONE_NAMES.get(backbone or "", backbone))
+        return f"{backbone_label(backbone)} pretrained on Fashion-MNIST"
+    return CONTENDERS[contender].label.format(backbone=backbone_label(backbone))
 
 
 def row(spec: RunSpec, run_dir: Path, outcome: Outcome) -> dict[str, Any]:
