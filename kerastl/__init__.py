@@ -9,6 +9,7 @@ From Python (a notebook):
     kerastl.predict(run, ["digit.png"])              # `python -m kerastl.predict`
     kerastl.compare(per_class=[10, 100])             # `python -m kerastl.compare`
     kerastl.explain(run)                             # why transfer works: `python -m kerastl.explain`
+    kerastl.inspect("photos/")                       # data health: `python -m kerastl.inspect`
     kerastl.lr_find(model, x, y).suggestion          # a learning rate from a sweep (`fit --lr find`)
 
 Mistakes raise kerastl.UserError, with a message that says what to do.
@@ -27,12 +28,12 @@ import importlib  # noqa: E402
 
 from kerastl.errors import UserError  # noqa: E402
 
-__all__ = ["Run", "UserError", "compare", "explain", "export_run", "load_run", "lr_find", "predict", "run"]
+__all__ = ["Run", "UserError", "compare", "explain", "export_run", "inspect", "load_run", "lr_find", "predict", "run"]
 
 # name -> the module that defines it. A command's entry module (kerastl/predict.py, kerastl/compare.py)
 # shares the function's name and is never imported: importing it would rebind the package attribute.
 _LAZY = {"run": "kerastl.api", "Run": "kerastl.finished_run", "load_run": "kerastl.finished_run", "export_run": "kerastl.export",
-         "compare": "kerastl.study", "explain": "kerastl.explanation", "lr_find": "kerastl.lr_finder", "predict": "kerastl.prediction"}
+         "compare": "kerastl.study", "explain": "kerastl.explanation", "inspect": "kerastl.inspection", "lr_find": "kerastl.lr_finder", "predict": "kerastl.prediction"}
 
 
 def __getattr__(name: str):

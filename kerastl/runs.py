@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from kerastl.config import read_yaml
+from kerastl.config import DEFAULTS, read_yaml
 from kerastl.errors import UserError
 from kerastl.files import atomic_write_text
 
@@ -60,6 +60,17 @@ TENSORBOARD = "tensorboard"  # --tensorboard: one folder of logs per stage
 BACKUP = "backup"
 IMAGE_CACHE = f"{BACKUP}/image-cache"  # an image folder's decoded training images, while the run trains
 LOCK = ".lock"
+
+
+def report_folder(output_dir: str | Path | None, kind: str, dataset: str) -> Path:
+    """Where a report command writes (`explain`, `inspect`): `output_dir` if new or empty, else by
+    default saved_models/<kind>-<dataset>-<time>."""
+    if output_dir is None:
+        return Path(DEFAULTS["output_dir"]) / f"{kind}-{Path(dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = Path(output_dir).expanduser()
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UserError(f"--output-dir {folder} already exists and is not an empty folder; choose a new one")
+    return folder
 
 
 def is_complete(run_dir: Path) -> bool:

@@ -191,17 +191,7 @@ def scan(root: str | Path, seed: int = 0, image_size: int | None = None, validat
          max_broken_share: float = 0.1, log: Log = print) -> FolderData:
     """Check a folder, split it and decide how images are stored; a bad folder is a UserError."""
     root = Path(root).expanduser()
-    if not root.is_dir():
-        raise UserError(f"--dataset {root}: no such folder (expected one subfolder of images per class)"
-                        if not root.exists() else f"--dataset {root}: not a folder")
-    layout = _split_folders(root)
-    ignored: list[str] = []
-    listed = {split: _class_files(folder, ignored) for split, folder in layout.items()}
-    if ignored:
-        log(f"data: ignored {len(ignored)} file(s) that are not {'/'.join(e[1:] for e in EXTENSIONS)} images "
-            f"(e.g. {_rel(ignored[0], root)})")
-    class_names = sorted(listed["train"])
-    _check_classes(root, layout, listed, class_names)
+    layout, listed, class_names = list_folder(root, log)
     candidates = [path for files in listed.values() for paths in files.values() for path in paths]
     infos, skipped = check_images(candidates)
     _stop_if_too_broken(root, len(candidates), skipped, max_broken_share)
@@ -219,6 +209,23 @@ def scan(root: str | Path, seed: int = 0, image_size: int | None = None, validat
     size = _stored_size(image_size, [infos[p]["size"] for p in infos])
     mean, std = _pixel_statistics(FileImages(files["train"][0][:500], size, channels))
     return FolderData(root, class_names, files, size, channels, len(layout) > 1, skipped, mean, std)
+
+
+def list_folder(root: Path, log: Log = print) -> tuple[dict[str, Path], dict[str, dict[str, list[str]]], list[str]]:
+    """(split -> folder, split -> class -> image files, sorted class names) of a folder, checked:
+    it exists, has at least 2 classes, each with images, and every split has train/'s classes."""
+    if not root.is_dir():
+        raise UserError(f"--dataset {root}: no such folder (expected one subfolder of images per class)"
+                        if not root.exists() else f"--dataset {root}: not a folder")
+    layout = _split_folders(root)
+    ignored: list[str] = []
+    listed = {split: _class_files(folder, ignored) for split, folder in layout.items()}
+    if ignored:
+        log(f"data: ignored {len(ignored)} file(s) that are not {'/'.join(e[1:] for e in EXTENSIONS)} images "
+            f"(e.g. {_rel(ignored[0], root)})")
+    class_names = sorted(listed["train"])
+    _check_classes(root, layout, listed, class_names)
+    return layout, listed, class_names
 
 
 def _split_folders(root: Path) -> dict[str, Path]:

@@ -4,7 +4,6 @@ computed or written."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,7 +85,7 @@ def resolve(run_dir=None, backbone: str | None = None, dataset: str | None = Non
         raise UserError(f"--dataset {dataset}: expected mnist, fashion_mnist or a folder of images")
     if dataset not in DATASETS and not Path(dataset).expanduser().is_dir():
         raise UserError(f"--dataset {dataset}: no such folder (expected one subfolder of images per class)")
-    folder = _output_folder(output_dir, dataset)
+    folder = runs.report_folder(output_dir, "explain", dataset)
     return Job(backbone, img_size, dataset, chosen, folder, run, seed=int(run.config.get("seed", 0)) if run else 0,
                data_dir=run.config.get("data_dir") if run else None)
 
@@ -118,15 +117,6 @@ def _transfer_run(run_dir) -> "Run":
         raise UserError(f"{folder} is a {run.config['mode']} run, not a transfer run ({', '.join(TRANSFER_MODES)}): "
                         "it has no pretrained backbone to explain; leave out the run to explain a backbone on its own")
     return run
-
-
-def _output_folder(output_dir, dataset: str) -> Path:
-    if output_dir is None:
-        return Path(DEFAULTS["output_dir"]) / f"explain-{Path(dataset).name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder = Path(output_dir).expanduser()
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise UserError(f"--output-dir {folder} already exists and is not an empty folder; choose a new one")
-    return folder
 
 
 # The data --------------------------------------------------------------------------------------------

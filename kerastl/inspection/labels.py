@@ -1,0 +1,74 @@
+"""Pictures whose folder is probably wrong, and the floor: what a linear model reaches.
+
+Out-of-sample probabilities come from cheap heads fitted out of fold: `FOLDS` stratified folds, a
+multinomial logistic regression (scikit-learn) on standardised inputs fitted on the other folds
+predicts each fold. Two heads are fitted: on the raw pixels and on the frozen backbone's features.
+Their out-of-fold accuracy is the floor any trained run should beat; the features' probabilities
+feed confident learning (Northcutt, Jiang and Chuang 2021), written small here rather than taken
+from cleanlab (the rule is a dozen lines, and cleanlab's extra machinery is not needed for it):
+
+- each class's threshold is the mean probability of that class over the pictures labelled with it
+  (its "self-confidence");
+- a picture's likely class is the most probable of the classes whose probability reaches their
+  threshold; where that is not its given class, its label is an issue;
+- issues are ranked by how little probability the given class gets (the score is 1 minus it).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+FOLDS = 5
+MAX_ITER = 300
+COMPONENTS = 128  # principal components the head sees: a fit in seconds, not minutes, on MNIST's 784 pixels
+C = 1.0
+
+
+@dataclass(frozen=True)
+class LabelIssue:
+    index: int
+    suggested: int  # the class confident learning puts it in
+    self_confidence: float  # the out-of-fold probability of its given class
+    suggested_probability: float
+
+
+def out_of_fold_probabilities(inputs: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """float [n, classes]: each picture's probabilities from a head that never saw it; None where a
+    class has fewer than 2 pictures (no fold could hold one out)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    counts = np.bincount(labels)
+    folds = min(FOLDS, int(counts[counts > 0].min()))
+    if folds < 2 or (counts == 0).any():
+        return None
+    inputs = inputs.reshape(len(inputs), -1).astype("float32")
+    components = min(COMPONENTS, inputs.shape[1], len(inputs) * (folds - 1) // folds)
+    head = make_pipeline(StandardScaler(), PCA(components, random_state=seed), LogisticRegression(max_iter=MAX_ITER, C=C))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # the last iterations barely move the probabilities
+        return cross_val_predict(head, inputs, labels,
+                                 cv=StratifiedKFold(folds, shuffle=True, random_state=seed), method="predict_proba")
+
+
+def confident_learning(probabilities: np.ndarray, labels: np.ndarray) -> list[LabelIssue]:
+    """The pictures whose likely class is not their given one, least self-confident first."""
+    classes = probabilities.shape[1]
+    thresholds = np.array([probabilities[labels == c, c].mean() if (labels == c).any() else 1.0 for c in range(classes)])
+    above = probabilities >= thresholds[None, :]
+    likely = np.where(above.any(axis=1), np.where(above, probabilities, -1.0).argmax(axis=1), labels)
+    self_confidence = probabilities[np.arange(len(labels)), labels]
+    issues = [LabelIssue(int(i), int(likely[i]), float(self_confidence[i]), float(probabilities[i, likely[i]]))
+              for i in np.flatnonzero(likely != labels)]
+    return sorted(issues, key=lambda issue: issue.self_confidence)
+
+
+def accuracy(probabilities: np.ndarray | None, labels: np.ndarray) -> float | None:
+    return None if probabilities is None else float((probabilities.argmax(axis=1) == labels).mean())

@@ -1,0 +1,133 @@
+"""kerastl.inspect: copies, near copies, label issues, oddities, findings.csv, report.md, the command's
+errors, and that the dataset is never changed. Tiny folders made in the test; no model is built except
+in the one end-to-end run (the frozen backbone's features), so nothing here depends on the backend."""
+
+import csv
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kerastl.inspection import copies, labels, pictures
+from kerastl.inspection.command import main as inspect_main
+from kerastl.inspection.findings import COLUMNS, FINDINGS_CSV
+from tests.helpers import make_image_folder, run_in_process
+
+
+def digit_folder(root: Path, mnist, train: int = 40, test: int = 20) -> Path:
+    """train/ and test/ of MNIST digits 0-3 as PNG files, distinct pictures."""
+    x, y = mnist["x_train"], mnist["y_train"]
+    chosen = {split: [] for split in ("train", "test")}
+    start = 0
+    for split, per_class in (("train", train // 4), ("test", test // 4)):
+        for label in range(4):
+            folder = root / split / str(label)
+            folder.mkdir(parents=True)
+            for index in np.flatnonzero(y == label)[start:start + per_class]:
+                Image.fromarray(x[index, :, :, 0]).save(folder / f"{index}.png")
+                chosen[split].append(folder / f"{index}.png")
+        start += per_class
+    return root
+
+
+def folder_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_exact_copies_across_splits_and_within_a_split(tmp_path, mnist):
+    root = digit_folder(tmp_path / "digits", mnist)
+    leaked = next((root / "test" / "2").iterdir())
+    shutil.copyfile(leaked, root / "train" / "2" / "copy.png")
+    # the same pixels as another PNG file, saved again in another mode: a lossless re-save
+    twin = next((root / "train" / "1").iterdir())
+    Image.open(twin).convert("RGB").save(root / "train" / "1" / "resaved.png")
+    found = copies.find_copies(pictures.load_folder(root))
+    rows = {(f.file, f.other): f for f in found.findings if f.kind == "duplicate"}
+    assert set(rows) == {(str(leaked.relative_to(root)), "train/2/copy.png"),
+                         ("train/1/resaved.png", str(twin.relative_to(root)))}
+    assert found.leaked == [str(leaked.relative_to(root))]
+    assert "within train" in rows[("train/1/resaved.png", str(twin.relative_to(root)))].detail
+
+
+def test_a_clean_dataset_has_no_copies(tmp_path, mnist):
+    found = copies.find_copies(pictures.load_folder(digit_folder(tmp_path / "digits", mnist)))
+    assert [f for f in found.findings if f.kind in ("duplicate", "near_duplicate")] == []
+    assert found.leak_count == 0
+
+
+def test_a_reencoded_copy_is_a_near_duplicate(tmp_path, mnist):
+    root = digit_folder(tmp_path / "digits", mnist)
+    original = sorted((root / "test" / "3").iterdir())[0]
+    pixels = np.asarray(Image.open(original), dtype="float32")
+    shifted = np.zeros_like(pixels)
+    shifted[1:, 1:] = pixels[:-1, :-1]
+    brighter = np.clip(shifted * 1.1, 0, 255).astype("uint8")
+    Image.fromarray(brighter).resize((36, 36), Image.BILINEAR).convert("RGB").save(root / "train" / "3" / "again.jpg", quality=90)
+    found = copies.find_copies(pictures.load_folder(root))
+    near = [(f.file, f.other) for f in found.findings if f.kind == "near_duplicate"]
+    assert near == [(str(original.relative_to(root)), "train/3/again.jpg")]
+    assert found.leaked == [str(original.relative_to(root))]
+
+
+def test_confident_learning_ranks_a_moved_picture_first():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    labels_given = np.repeat(np.arange(3), 30)
+    points = centres[labels_given] + rng.normal(0, 1.0, (90, 2))
+    labels_given[5] = 2  # a class-0 point filed under class 2
+    probabilities = labels.out_of_fold_probabilities(points, labels_given)
+    issues = labels.confident_learning(probabilities, labels_given)
+    assert issues[0].index == 5 and issues[0].suggested == 0
+    assert len(issues) <= 3
+    assert labels.accuracy(probabilities, labels_given) > 0.95
+
+
+@pytest.mark.slow  # about 15-30 s: the backbone is built and run once
+def test_inspect_writes_findings_and_a_report_and_leaves_the_folder_alone(tmp_path):
+    import kerastl
+
+    root = tmp_path / "shapes"
+    make_image_folder(root / "train", per_class=16, seed=0)
+    make_image_folder(root / "test", per_class=6, seed=1)
+    (root / "test" / "circle" / "notes.txt").unlink()
+    leaked = sorted((root / "test" / "square").glob("*.png"))[0]
+    shutil.copyfile(leaked, root / "train" / "square" / "leaked.png")
+    moved = sorted((root / "train" / "circle").glob("*.png"))[0]
+    shutil.move(moved, root / "train" / "triangle" / "moved.png")
+    before = folder_hashes(root)
+    lines = []
+    result = kerastl.inspect(root, output_dir=tmp_path / "out", log=lines.append)
+    assert folder_hashes(root) == before
+    with open(tmp_path / "out" / FINDINGS_CSV, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == COLUMNS == ("kind", "file", "other", "score", "detail")
+    assert ("duplicate", str(leaked.relative_to(root)), "train/square/leaked.png") in {(r["kind"], r["file"], r["other"]) for r in rows}
+    label_rows = [(r["file"], r["other"]) for r in rows if r["kind"] == "label"]
+    assert ("train/triangle/moved.png", "circle") in label_rows[:3]
+    assert result.leak_count == 1 and result.floor["features"] > 0.8
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "1 validation/test pictures have a copy in train" in report and "![label findings](label.png)" in report
+    for name in ("class_balance.png", "duplicate.png", "label.png"):
+        assert Image.open(tmp_path / "out" / name).size[0] > 300
+    assert any("1 validation/test pictures have a copy in train" in line for line in lines)
+
+
+@pytest.mark.parametrize("problem", ["missing", "file", "empty class"])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem):
+    if problem == "missing":
+        target = tmp_path / "nowhere"
+    elif problem == "file":
+        target = tmp_path / "picture.png"
+        Image.new("L", (8, 8)).save(target)
+    else:
+        target = make_image_folder(tmp_path / "shapes", per_class=3)
+        for path in (target / "square").iterdir():
+            path.unlink()
+    code, out, err = run_in_process("kerastl.inspect", inspect_main, [str(target), "--output-dir", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("kerastl.inspect: error: ")
+    assert {"missing": "no such folder", "file": "not a folder", "empty class": "'square' has no images"}[problem] in err
+    assert not (tmp_path / "out").exists()
