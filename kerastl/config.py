@@ -20,6 +20,7 @@ import yaml
 
 from kerastl.backbones import hub
 from kerastl.backbones.registry import BACKBONES, NATIVE_SIZE, names as backbone_names
+from kerastl.data.datasets import DATASETS
 from kerastl.errors import UserError
 from kerastl.modes import BACKBONE_MODES, MODES
 
@@ -208,8 +209,6 @@ def resolve_run_config(
         raise UserError(f"{origin}: unknown option {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
     check({k: v for k, v in options.items() if v is not None}, origin)
     config = resolve(mode, config_path, options, accelerator)
-    from kerastl.data.datasets import DATASETS
-
     if config["dataset"] not in DATASETS:  # a folder of images: recorded as an absolute path
         config["dataset"] = str(Path(config["dataset"]).expanduser().resolve())
     if config["mode"] in BACKBONE_MODES:

@@ -38,6 +38,7 @@ import numpy as np
 
 from kerastl import runs
 from kerastl.config import FIND, resolve  # noqa: F401 (FIND: the value of lr / finetune_lr that asks for a sweep)
+from kerastl.data.folders import FileImages
 from kerastl.errors import first_line
 from kerastl.files import atomic_write_text
 from kerastl.log import Log
@@ -128,8 +129,6 @@ def valley(lrs: list[float], smoothed: list[float]) -> float:
 
 def _batches(x, y: np.ndarray, batch_size: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Full, shuffled batches forever (a small training set is passed over again)."""
-    from kerastl.data.folders import FileImages
-
     rng = np.random.default_rng(seed)
     batch_size = min(batch_size, len(y))
     while True:

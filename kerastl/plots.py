@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from kerastl import runs
+from kerastl.evaluation import confusion_matrix
+from kerastl.files import atomic_path
 from kerastl.history import TARGET_ACCURACY
 from kerastl.modes import BACKBONE_MODES
 
@@ -30,8 +32,6 @@ def pyplot():
 
 def save_figure(fig, path: Path) -> None:
     """Write `fig` as a PNG (atomically) and close it."""
-    from kerastl.files import atomic_path
-
     with atomic_path(Path(path), suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -91,8 +91,6 @@ def _mark_stages(ax, rows: list[dict[str, Any]]) -> None:
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, classes: Sequence[str] | None = None) -> None:
     """Confusion matrix normalised per true class (each row sums to 100 %)."""
-    from kerastl.evaluation import confusion_matrix
-
     plt = pyplot()
     counts = confusion_matrix(y_true, y_pred, len(classes) if classes else 10)
     totals = counts.sum(axis=1, keepdims=True)

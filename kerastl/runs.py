@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import yaml
+
 from kerastl.config import DEFAULTS, read_yaml
 from kerastl.errors import UserError
 from kerastl.files import atomic_write_text
@@ -166,8 +168,6 @@ def remove_run(run_dir: Path) -> None:
 
 
 def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:
-    import yaml
-
     atomic_write_text(run_dir / CONFIG, yaml.safe_dump(dict(config), sort_keys=True))
 
 

@@ -4,6 +4,7 @@ what a model card says of its pictures. Any other `dataset` is a folder of image
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 IMAGE_SHAPE = (28, 28, 1)  # height, width, channels of the built-in datasets: uint8 grey levels 0..255
 # RGB to grey: ITU-R 601-2 luma, the weights of PIL's convert("L") (so of `predict`'s digit pictures).
@@ -55,8 +56,6 @@ DATASETS: dict[str, Dataset] = {
 
 def label(dataset: str) -> str:
     """`MNIST`, `Fashion-MNIST`, or an image folder's name."""
-    from pathlib import Path
-
     return DATASETS[dataset].label if dataset in DATASETS else Path(dataset).name
 
 

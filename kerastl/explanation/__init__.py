@@ -29,10 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from kerastl import xla_cpu
+from kerastl.backbones import backbone_spec
 from kerastl.backbones.registry import label as backbone_label
+from kerastl.data.datasets import DATASETS, label as dataset_label
+from kerastl.explanation import job as job_module, occlusion
 from kerastl.explanation.job import EXPLAIN_BUDGETS, ExplainBudget, Job
+from kerastl.files import atomic_write_text
 from kerastl.log import Log
-from kerastl.data.datasets import label as dataset_label
+from kerastl.model_files import keras_predict
 
 CHECK_DIR = "check"  # the partial run that checks the probe's advice
 TSNE_PCA_DIMENSIONS = 50  # t-SNE runs on the first principal components, as its authors advise
@@ -48,8 +53,6 @@ def explain(run=None, *, backbone: str | None = None, dataset: str | None = None
     minutes on a CPU) or "full"; `train_images` / `test_images` override its numbers. `check=False`
     skips the partial run that checks the advice. Raises kerastl.UserError for bad input.
     """
-    from kerastl.explanation import job as job_module
-
     start = time.perf_counter()
     job = job_module.resolve(os.fspath(run) if run is not None else None, backbone, dataset, budget, output_dir, train_images, test_images)
     work = job.output_dir.parent / f".{job.output_dir.name}.partial-{os.getpid()}"
@@ -70,11 +73,10 @@ def explain(run=None, *, backbone: str | None = None, dataset: str | None = None
 
 
 def _explain_into(folder: Path, job: Job, check: bool, log: Log) -> dict[str, Any]:
-    import keras
+    import keras  # deferred, as the modules below: `explain --help` and a bad flag answer without Keras
 
-    from kerastl import runtime, xla_cpu
-    from kerastl.backbones import backbone_spec
-    from kerastl.explanation import contenders, figures, job as job_module, probe
+    from kerastl import runtime
+    from kerastl.explanation import contenders, figures, probe
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -115,7 +117,7 @@ def _explain_into(folder: Path, job: Job, check: bool, log: Log) -> dict[str, An
     lap("linear probe")
 
     # 2. What the backbone sees
-    from kerastl.explanation import report
+    from kerastl.explanation import report  # imports Keras (the figures)
 
     best = report.best_block(rows)
     _draw_filters(folder, backbones, title)
@@ -152,7 +154,7 @@ def _explain_into(folder: Path, job: Job, check: bool, log: Log) -> dict[str, An
 
 
 def _draw_filters(folder: Path, backbones: dict, title: str) -> None:
-    import keras
+    import keras  # deferred: Keras starts only when explain runs
 
     from kerastl.explanation import figures
 
@@ -165,7 +167,7 @@ def _draw_filters(folder: Path, backbones: dict, title: str) -> None:
 
 
 def _draw_feature_maps(folder: Path, spec, backbones: dict, adapter, data, title: str) -> None:
-    import keras
+    import keras  # deferred: Keras starts only when explain runs
 
     from kerastl.explanation import figures, probe
 
@@ -183,7 +185,7 @@ def _draw_feature_maps(folder: Path, spec, backbones: dict, adapter, data, title
 
 
 def _draw_embedding(folder: Path, job: Job, rows, features, data, best_block: str, title: str) -> None:
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # deferred: scikit-learn only for the embedding figure
     from sklearn.manifold import TSNE
     from sklearn.preprocessing import StandardScaler
 
@@ -213,8 +215,7 @@ def _classifier(job: Job, spec, backbones, adapter, features, data, best_block: 
     """(raw pixels -> probabilities, its name): the run's model, else the probe at the best block."""
     import keras
 
-    from kerastl.explanation import probe
-    from kerastl.model_files import keras_predict
+    from kerastl.explanation import probe  # imports Keras
 
     if job.run is not None:
         return keras_predict(job.run.model), f"the run's model ({job.run.config['mode']})"
@@ -233,8 +234,7 @@ def _classifier(job: Job, spec, backbones, adapter, features, data, best_block: 
 
 
 def _draw_saliency(folder: Path, job: Job, classifier, name: str, data) -> None:
-    from kerastl.data.datasets import DATASETS
-    from kerastl.explanation import figures, occlusion
+    from kerastl.explanation import figures  # imports Keras
 
     probabilities = np.concatenate([classifier(data.x_test[i : i + 256].astype("float32")) for i in range(0, len(data.y_test), 256)])
     shown = occlusion.chosen_images(data.y_test, probabilities, job.budget.mistakes, job.budget.correct)
@@ -254,7 +254,7 @@ def _draw_saliency(folder: Path, job: Job, classifier, name: str, data) -> None:
 def _check_run(folder: Path, job: Job, rows, data, log: Log) -> dict[str, Any]:
     """One short `--mode partial` run that unfreezes the blocks after the best one, on the probe's data."""
     import kerastl
-    from kerastl.explanation import report
+    from kerastl.explanation import report  # imports Keras (the figures)
 
     best = report.best_block(rows)
     unfreeze = max(1, report.advised_unfreeze(rows))
@@ -275,8 +275,7 @@ def _check_run(folder: Path, job: Job, rows, data, log: Log) -> dict[str, Any]:
 
 
 def _write_report(folder: Path, facts: dict[str, Any]) -> None:
-    from kerastl.explanation import report
-    from kerastl.files import atomic_write_text
+    from kerastl.explanation import report  # imports Keras (the figures)
 
     atomic_write_text(folder / report.REPORT, report.build(folder, facts["rows"], facts, facts["figures"]))
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from kerastl.backbones import backbone_spec, build_backbone
-from kerastl.errors import UserError
+from kerastl.errors import UserError, first_line
 from kerastl.explanation.probe import BATCH_NORM_BATCH, FINE_TUNED, IMAGENET, RANDOM, reestimate_batch_norm
 from kerastl.preprocessing import pixel_adapter, pixels_input
 from kerastl.log import Log
@@ -49,8 +49,6 @@ def run_backbone(model: keras.Model, backbone: str) -> keras.Model:
 
 def fine_tuned_backbone(job) -> keras.Model:
     """The run's backbone weights in a fresh backbone of the same architecture."""
-    from kerastl.errors import first_line
-
     trained = run_backbone(job.run.model, job.backbone)
     fresh = build_backbone(job.backbone, job.img_size, "none", log=lambda _: None)
     try:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kerastl import runs
+from kerastl.backbones import backbone_spec, hub
+from kerastl.data import DATASETS, folders, load_data as load_dataset, make_splits
 from kerastl.config import DEFAULTS
 from kerastl.errors import UserError
 from kerastl.log import Log
@@ -62,8 +64,6 @@ def resolve(run_dir=None, backbone: str | None = None, dataset: str | None = Non
             output_dir: str | Path | None = None, train_images: int | None = None, test_images: int | None = None) -> Job:
     """The job, checked: an unknown backbone, a folder that is not a transfer run, a budget name
     that does not exist or numbers below 1 are UserErrors (the budget against the data: `load_data`)."""
-    from kerastl.backbones import backbone_spec, hub
-
     chosen = _budget(budget, train_images, test_images)
     run = None
     if run_dir is not None:
@@ -79,8 +79,6 @@ def resolve(run_dir=None, backbone: str | None = None, dataset: str | None = Non
     backbone_spec(backbone)  # an unknown name is a UserError
     if hub.is_hub(backbone):
         hub.keras_hub()  # installed
-    from kerastl.data import DATASETS, folders
-
     if dataset not in DATASETS and not folders.is_folder_dataset(dataset):
         raise UserError(f"--dataset {dataset}: expected mnist, fashion_mnist or a folder of images")
     if dataset not in DATASETS and not Path(dataset).expanduser().is_dir():
@@ -136,9 +134,6 @@ def load_data(job: Job, log: Log) -> ProbeData:
     seeded, and the first `test_images` of the test split (the run's own test images, given a run).
     A named budget shrinks to a smaller dataset (job.budget then holds the numbers used); numbers
     the user gave that the data cannot meet are a UserError."""
-    from kerastl.data import load_data as load_dataset
-    from kerastl.data import make_splits
-
     config = {key: DEFAULTS[key] for key in ("stored_size", "validation_fraction", "max_broken_share")}
     config.update(dataset=job.dataset, data_dir=job.data_dir, img_size=job.img_size, mode="finetune", seed=job.seed)
     if job.run is not None:

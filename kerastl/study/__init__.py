@@ -15,8 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from kerastl.backbones.registry import label as backbone_label
+from kerastl.data import load_arrays
+from kerastl.study.plan import ALL
 from kerastl.errors import UserError
+from kerastl.files import atomic_write_text
 from kerastl.log import Log
 
 
@@ -43,8 +48,7 @@ def compare(
     `explain` adds the report's "Why" section: a probe of every block of the ImageNet backbone
     (kerastl.explain, quick budget; about 3 minutes on 2 CPU cores, done once per study folder).
     Raises UserError for bad arguments, kerastl.study.runner.StudyInterrupted on Ctrl-C."""
-    from kerastl import runtime
-    from kerastl.files import atomic_write_text
+    from kerastl import runtime  # deferred, as the study's modules: `compare --help` answers without Keras
     from kerastl.study import folder as study_folder
     from kerastl.study import plan, report, results, runner, why
 
@@ -119,11 +123,6 @@ def _check_numbers(seeds, test_limit, max_epochs) -> None:
 
 def _check_sizes_fit_the_data(sizes: tuple) -> None:
     """Every per-class size must exist in every class of MNIST's training split."""
-    import numpy as np
-
-    from kerastl.data import load_arrays
-    from kerastl.study.plan import ALL
-
     y = load_arrays("mnist", log=lambda _: None)["y_train"]
     classes, counts = np.unique(y, return_counts=True)
     for size in sizes:
