@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from small_data import mean_and_spread  # noqa: E402  (benchmarks/small_data.py)
+
 LITES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 
 
@@ -93,10 +95,9 @@ def main() -> int:
     for row in rows:
         mnist = [100 * r["test_accuracy"] for case, r in row["runs"].items() if case.startswith("mnist10")]
         seconds = [r["seconds"] for case, r in row["runs"].items() if case.startswith("mnist10")]
-        spread = f" ± {statistics.stdev(mnist):.1f}" if len(mnist) > 1 else ""
         folder_run = row["runs"]["folder40"]
         print(f"| {row['backbone']} | {row['native_size']} px | {row['parameters'] / 1e6:.2f} M | {row['weights_mb']:.1f} MB | "
-              f"{row['latency_ms_96']:.1f} ms | {row['latency_ms_native']:.1f} ms | {statistics.mean(mnist):.1f}{spread} % "
+              f"{row['latency_ms_96']:.1f} ms | {row['latency_ms_native']:.1f} ms | {mean_and_spread(mnist)} % "
               f"({statistics.median(seconds):.0f} s) | {100 * folder_run['test_accuracy']:.1f} % ({folder_run['seconds']:.0f} s) |")
     return 0
 

@@ -52,6 +52,12 @@ def photo_like_folder(root: Path, train_per_class: int = 40, test_per_class: int
     return root
 
 
+def mean_and_spread(values: list[float]) -> str:
+    """`90.3 ± 1.5` (mean ± sample standard deviation), or the one value."""
+    spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.1f}{spread}"
+
+
 def runs_for(case: str, seeds: list[int], folder: Path | None) -> list[tuple[str, str, int, dict]]:
     """(case, mode, seed, options) of every run a case makes."""
     if case == "mnist10":
@@ -104,8 +110,7 @@ def main() -> int:
         groups.setdefault((row["case"], row["mode"], ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"), []).append(row)
     for (case, mode, options), group in groups.items():
         acc = [100 * r["test_accuracy"] for r in group]
-        spread = f" ± {statistics.stdev(acc):.1f}" if len(acc) > 1 else ""
-        print(f"| {case} | {mode} | {options} | {len(group)} | {statistics.mean(acc):.1f}{spread} | "
+        print(f"| {case} | {mode} | {options} | {len(group)} | {mean_and_spread(acc)} | "
               f"{statistics.median(r['seconds'] for r in group):.0f} | {group[0]['train_images']} | "
               f"{group[0]['schedule']['batch_size']} | {group[0]['epochs_run']} |")
     return 0
