@@ -31,6 +31,7 @@ from kerastl.data import DataInfo, fit_inputs, folders, load_data, make_splits, 
 from kerastl.data.folders import FolderData
 from kerastl.data.splits import Splits
 from kerastl.distribute import Placement
+from kerastl.inspection.before_fit import FolderHealth, accuracy_without, check_folder
 from kerastl.log import Log
 from kerastl.losses import training_loss
 from kerastl.modes import BACKBONE_MODES, MODES, Stage
@@ -76,6 +77,7 @@ class PreparedRun:
     has_accelerator: bool
     policy: str  # Keras' dtype policy, set for this run
     started: float  # time.perf_counter() when preparing began: the run's wall clock counts from here
+    health: FolderHealth | None = None  # an image folder's copies across splits and raw-pixel floor
 
 
 def prepare(config: Mapping[str, Any], has_accelerator: bool, log: Log = print, recorded: bool = False) -> PreparedRun:
@@ -91,6 +93,7 @@ def prepare(config: Mapping[str, Any], has_accelerator: bool, log: Log = print, 
     splits = make_splits(arrays, config["validation_fraction"], config["limit"], config["test_limit"], config["seed"],
                          per_class=config.get("per_class"))
     log(f"data: splits {splits.sizes()} (seed {config['seed']})")
+    health = check_folder(folder, log) if folder is not None else None
     placement = distribute.place(config, has_accelerator, log)
     if not recorded:
         config = sizing.size_to_data(config, len(splits.y_train), has_accelerator, placement)
@@ -103,7 +106,7 @@ def prepare(config: Mapping[str, Any], has_accelerator: bool, log: Log = print, 
         if data.image_shape[0] != config["img_size"]:
             log(f"data: images decoded at {config['img_size']}x{config['img_size']}, the input size of this schedule")
             splits, data = folders.stored_at(splits, data, config["img_size"])
-    return PreparedRun(config, splits, data, folder, placement, schedule, has_accelerator, policy, started)
+    return PreparedRun(config, splits, data, folder, placement, schedule, has_accelerator, policy, started, health)
 
 
 def standard_callbacks(stage_dir: Path, run_dir: Path, has_val: bool, patience: int, scheduled: bool,
@@ -322,6 +325,11 @@ def train(run: PreparedRun, run_dir: Path, log: Log = print, callbacks: Sequence
         metrics["lr_find"] = lr_finder.summaries(run_dir)
     if folder is not None and folder.skipped:
         metrics["skipped_images"] = len(folder.skipped)
+    if run.health is not None:
+        metrics.update(run.health.metrics())
+        if probabilities is not None and run.health.leaked:
+            metrics["test_accuracy_without_copies"] = accuracy_without(
+                run.health.leaked, folder.root, splits.x_test.paths, splits.y_test, probabilities.argmax(axis=1))
     metrics["wall_seconds"] = round(time.perf_counter() - run.started, 3)
     test = None if probabilities is None else (splits.y_test, probabilities)
     return finished_run.write(run_dir, config, model, metrics, epochs, test, data.class_names,

@@ -3,6 +3,7 @@ errors, and that the dataset is never changed. Tiny folders made in the test; no
 in the one end-to-end run (the frozen backbone's features), so nothing here depends on the backend."""
 
 import csv
+import json
 import hashlib
 import shutil
 from pathlib import Path
@@ -131,3 +132,36 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem):
     assert err.count("\n") == 1 and err.startswith("kerastl.inspect: error: ")
     assert {"missing": "no such folder", "file": "not a folder", "empty class": "'square' has no images"}[problem] in err
     assert not (tmp_path / "out").exists()
+
+
+def test_fit_counts_test_pictures_with_a_copy_in_train(tmp_path, capsys):
+    from tests.helpers import run_fit
+
+    root = tmp_path / "data"
+    for split, count in (("train", 8), ("test", 4)):
+        make_image_folder(root / split, per_class=count, seed=len(split), classes=("a", "b"))
+    leaked = sorted((root / "test" / "b").glob("*.png"))[0]
+    shutil.copyfile(leaked, root / "train" / "b" / "copy.png")
+    code, out, err = run_fit(["--mode", "mlp", "--dataset", str(root), "--output-dir", str(tmp_path / "runs"), "--run-name", "r",
+                              "--stored-size", "16", "--epochs", "1", "--min-steps", "0"], capsys)
+    assert code == 0, err
+    assert f"data: 1 validation/test pictures have a copy in train; python -m kerastl.inspect {root} lists them" in out
+    metrics = json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())
+    assert metrics["copies_in_train"] == 1 and 0 <= metrics["pixel_floor_accuracy"] <= 1
+    assert metrics["data_check_seconds"] < metrics["wall_seconds"]
+    # the accuracy over the 7 test pictures without a copy, from the run's own predictions
+    with np.load(tmp_path / "runs" / "r" / "test_predictions.npz") as saved:
+        y_true, y_pred = saved["y_true"], saved["y_pred"]
+    paths = [row.split(",")[3] for row in (tmp_path / "runs" / "r" / "dataset_split.csv").read_text().splitlines()[1:]
+             if row.startswith("test,")]
+    clean = np.array([p != str(leaked.relative_to(root)) for p in paths])
+    assert metrics["test_accuracy_without_copies"] == pytest.approx(float((y_true[clean] == y_pred[clean]).mean()))
+
+
+def test_the_model_card_states_the_copies_and_the_floor_beside_the_test_accuracy():
+    from kerastl.export.model_card import ModelFacts, _training
+
+    metrics = {"test_accuracy": 0.97, "copies_in_train": 13, "test_accuracy_without_copies": 0.9679, "pixel_floor_accuracy": 0.94}
+    facts = ModelFacts("kerastl cnn, planted", "pictures", "r", "me", ["a", "b"], (64, 64, 3), "theirs", "random", {"mode": "cnn"}, metrics)
+    assert ("test accuracy after training 97.00 % (13 validation/test pictures have a copy in train, 96.79 % without them "
+            "(`python -m kerastl.inspect` lists them); a linear model on the raw pixels scores 94.00 %)") in _training(facts)

@@ -218,8 +218,21 @@ def _training(facts: ModelFacts) -> str:
     if m.get("backend"):
         recipe.append(f"Keras on {m['backend']}" + (f", {m['device']}" if m.get("device") else ""))
     if m.get("test_accuracy") is not None:
-        recipe.append(f"test accuracy after training {percent(m['test_accuracy'])}")
+        recipe.append(f"test accuracy after training {percent(m['test_accuracy'])}" + _data_health(m))
     return f"## Training\n\n{'; '.join(recipe)}. The full settings are in the run's `{runs.CONFIG}`."
+
+
+def _data_health(m: dict[str, Any]) -> str:
+    """What fit's check before training found (image folders): copies of test pictures in train, the floor."""
+    notes = []
+    if m.get("copies_in_train") is not None:
+        copies = m["copies_in_train"]
+        notes.append(f"{copies} validation/test pictures have a copy in train" + (
+            f", {percent(m['test_accuracy_without_copies'])} without them (`python -m kerastl.inspect` lists them)"
+            if m.get("test_accuracy_without_copies") is not None else ""))
+    if m.get("pixel_floor_accuracy") is not None:
+        notes.append(f"a linear model on the raw pixels scores {percent(m['pixel_floor_accuracy'])}")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def _use_and_limits(facts: ModelFacts, height: int, width: int) -> str:

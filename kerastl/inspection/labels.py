@@ -16,6 +16,7 @@ from cleanlab (the rule is a dozen lines, and cleanlab's extra machinery is not 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 
@@ -35,27 +36,49 @@ class LabelIssue:
     suggested_probability: float
 
 
+def linear_head(width: int, samples: int, seed: int = 0):
+    """Standardise, keep the first `COMPONENTS` principal components, multinomial logistic regression:
+    a scikit-learn pipeline for `samples` training rows of `width` numbers."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), PCA(min(COMPONENTS, width, samples), random_state=seed),
+                         LogisticRegression(max_iter=MAX_ITER, C=C))
+
+
+@contextlib.contextmanager
+def _converged_enough():
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # the last iterations barely move the probabilities
+        yield
+
+
+def fitted_head(inputs: np.ndarray, labels: np.ndarray, seed: int = 0):
+    """`linear_head` fitted on `inputs` [n, ...]."""
+    inputs = inputs.reshape(len(inputs), -1).astype("float32")
+    head = linear_head(inputs.shape[1], len(inputs), seed)
+    with _converged_enough():
+        return head.fit(inputs, labels)
+
+
 def out_of_fold_probabilities(inputs: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.ndarray | None:
     """float [n, classes]: each picture's probabilities from a head that never saw it; None where a
     class has fewer than 2 pictures (no fold could hold one out)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import StandardScaler
 
     counts = np.bincount(labels)
     folds = min(FOLDS, int(counts[counts > 0].min()))
     if folds < 2 or (counts == 0).any():
         return None
     inputs = inputs.reshape(len(inputs), -1).astype("float32")
-    components = min(COMPONENTS, inputs.shape[1], len(inputs) * (folds - 1) // folds)
-    head = make_pipeline(StandardScaler(), PCA(components, random_state=seed), LogisticRegression(max_iter=MAX_ITER, C=C))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # the last iterations barely move the probabilities
-        return cross_val_predict(head, inputs, labels,
-                                 cv=StratifiedKFold(folds, shuffle=True, random_state=seed), method="predict_proba")
+    head = linear_head(inputs.shape[1], len(inputs) * (folds - 1) // folds, seed)
+    with _converged_enough():
+        return cross_val_predict(head, inputs, labels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                                 method="predict_proba")
 
 
 def confident_learning(probabilities: np.ndarray, labels: np.ndarray) -> list[LabelIssue]:
