@@ -68,7 +68,8 @@ def _note_leak(pictures: Pictures, held_out: int, train: int, leaked: set[str]) 
 def _row(kind: str, pictures: Pictures, first: int, second: int, score: float, what: str) -> Finding:
     a, b = str(pictures.splits[first]), str(pictures.splits[second])
     where = (f"a {a} picture with a copy in train: it inflates the {a} score" if a in HELD_OUT and b == "train" else
-             f"within {a}: one picture counted twice" if a == b else f"across {a} and {b}")
+             "within the folder: fit's random split can put one in test and the other in train"
+             if not pictures.given_splits else f"within {a}: one picture counted twice" if a == b else f"across {a} and {b}")
     return Finding(kind, str(pictures.names[first]), str(pictures.names[second]), score, f"{what}; {where}")
 
 
