@@ -29,6 +29,7 @@ import numpy as np
 
 from kerastl import runs
 from kerastl.errors import UserError
+from kerastl.inspection import copies, features, labels, oddities, pictures, report
 from kerastl.inspection.findings import FINDINGS_CSV, Finding, sorted_findings, write_csv
 from kerastl.log import Log
 
@@ -60,8 +61,6 @@ def inspect(dataset: str | os.PathLike, output_dir: str | os.PathLike | None = N
     layout `fit` takes) and write findings.csv and report.md into `output_dir` (new or empty; default
     saved_models/inspect-<dataset>-<time>). Raises kerastl.UserError for a missing folder, a file,
     a folder without two classes of images, or an output folder that is in use."""
-    from kerastl.inspection import copies, features, labels, oddities, pictures, report
-
     start = time.perf_counter()
     dataset = os.fspath(dataset)
     folder = runs.report_folder(output_dir, "inspect", dataset)

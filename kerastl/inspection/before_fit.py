@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -48,8 +49,6 @@ def check_folder(folder, log: Log = print) -> FolderHealth:
 
 def accuracy_without(leaked: tuple[str, ...], root, test_paths: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
     """Test accuracy over the test pictures that have no copy in train (None if none is left)."""
-    from pathlib import Path
-
     relative = np.array([str(Path(p).relative_to(root)) for p in test_paths])
     clean = ~np.isin(relative, list(leaked))
     return float((y_true[clean] == y_pred[clean]).mean()) if clean.any() else None

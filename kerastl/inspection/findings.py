@@ -8,6 +8,8 @@ import io
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
+from kerastl.files import atomic_write_text
+
 FINDINGS_CSV = "findings.csv"
 
 # kind -> (what it means, what to do), for report.md; in the order the report shows them
@@ -46,8 +48,6 @@ def sorted_findings(findings: list[Finding]) -> list[Finding]:
 
 
 def write_csv(path: Path, findings: list[Finding]) -> None:
-    from kerastl.files import atomic_write_text
-
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)

@@ -39,7 +39,7 @@ class LabelIssue:
 def linear_head(width: int, samples: int, seed: int = 0):
     """Standardise, keep the first `COMPONENTS` principal components, multinomial logistic regression:
     a scikit-learn pipeline for `samples` training rows of `width` numbers."""
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # scikit-learn: deferred, as everywhere in kerastl
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -50,7 +50,7 @@ def linear_head(width: int, samples: int, seed: int = 0):
 
 @contextlib.contextmanager
 def _converged_enough():
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning  # scikit-learn: deferred
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # the last iterations barely move the probabilities
@@ -68,7 +68,7 @@ def fitted_head(inputs: np.ndarray, labels: np.ndarray, seed: int = 0):
 def out_of_fold_probabilities(inputs: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.ndarray | None:
     """float [n, classes]: each picture's probabilities from a head that never saw it; None where a
     class has fewer than 2 pictures (no fold could hold one out)."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict  # scikit-learn: deferred
 
     counts = np.bincount(labels)
     folds = min(FOLDS, int(counts[counts > 0].min()))

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from kerastl.data import folders
 from kerastl.data.datasets import DATASETS
+from kerastl.data.sources import load_arrays
 from kerastl.log import Log
 
 GREY_SIDE = 32  # the grey version the perceptual hash reads
@@ -61,8 +63,6 @@ def load(dataset: str, log: Log = print) -> Pictures:
 
 def load_builtin(name: str, log: Log = print) -> Pictures:
     """MNIST or Fashion-MNIST, train then test, each in its standard order."""
-    from kerastl.data.sources import load_arrays
-
     arrays = load_arrays(name, log=log)
     x = np.concatenate([arrays["x_train"], arrays["x_test"]])
     counts = {"train": len(arrays["y_train"]), "test": len(arrays["y_test"])}
@@ -88,8 +88,6 @@ def pixel_inputs(thumbs: np.ndarray, side: int = PIXEL_MODEL_SIDE) -> np.ndarray
 
 def _resized(images: np.ndarray, side: int) -> np.ndarray:
     """uint8 [n, h, w] -> [n, side, side], bilinear with antialiasing (Pillow)."""
-    from PIL import Image
-
     return np.stack([np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR)) for image in images])
 
 
@@ -124,8 +122,6 @@ def from_files(root: Path, class_names: list[str], entries: list[tuple[str, int,
 
 def _decode(path: str) -> dict | str:
     """What the checks need of one file, or why it cannot be used (the reasons `fit` gives)."""
-    from PIL import Image
-
     info, reason = folders.check_image(path)
     if info is None:
         return reason
