@@ -165,3 +165,18 @@ def test_the_model_card_states_the_copies_and_the_floor_beside_the_test_accuracy
     facts = ModelFacts("kerastl cnn, planted", "pictures", "r", "me", ["a", "b"], (64, 64, 3), "theirs", "random", {"mode": "cnn"}, metrics)
     assert ("test accuracy after training 97.00 % (13 validation/test pictures have a copy in train, 96.79 % without them "
             "(`python -m kerastl.inspect` lists them); a linear model on the raw pixels scores 94.00 %)") in _training(facts)
+
+
+def test_oddities_broken_tiny_strip_colour_among_grey_and_a_small_class(tmp_path, mnist):
+    from kerastl.inspection.oddities import oddities
+
+    root = digit_folder(tmp_path / "digits", mnist, train=40, test=20)
+    for path in sorted((root / "train" / "0").iterdir())[:7]:
+        path.unlink()  # class 0 keeps 3 training pictures against 10
+    Image.new("L", (8, 8), 200).save(root / "train" / "1" / "tiny.png")
+    Image.new("L", (120, 28), 90).save(root / "train" / "2" / "strip.png")
+    Image.new("RGB", (28, 28), (200, 30, 30)).save(root / "train" / "3" / "red.png")
+    (root / "train" / "3" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    found = {(f.kind, f.file) for f in oddities(pictures.load_folder(root))}
+    assert found == {("small_class", "0"), ("odd_size", "train/1/tiny.png"), ("odd_size", "train/2/strip.png"),
+                     ("colour", "train/3/red.png"), ("broken", "train/3/broken.png")}
