@@ -130,7 +130,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem):
     code, out, err = run_in_process("kerastl.inspect", inspect_main, [str(target), "--output-dir", str(tmp_path / "out")], capsys)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("kerastl.inspect: error: ")
-    assert {"missing": "no such folder", "file": "not a folder", "empty class": "'square' has no images"}[problem] in err
+    assert {"missing": "nowhere: no such folder", "file": "picture.png: not a folder", "empty class": "'square' has no images"}[problem] in err
     assert not (tmp_path / "out").exists()
 
 
@@ -180,3 +180,17 @@ def test_oddities_broken_tiny_strip_colour_among_grey_and_a_small_class(tmp_path
     found = {(f.kind, f.file) for f in oddities(pictures.load_folder(root))}
     assert found == {("small_class", "0"), ("odd_size", "train/1/tiny.png"), ("odd_size", "train/2/strip.png"),
                      ("colour", "train/3/red.png"), ("broken", "train/3/broken.png")}
+
+
+def test_the_command_line_in_a_real_process_is_light_and_one_line_on_error(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import run_module
+
+    code = "import sys, kerastl.inspection.command; print('keras' in sys.modules, 'tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False False"
+    assert run_module("kerastl.inspect", "--help").returncode == 0
+    bad = run_module("kerastl.inspect", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "out"))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "nowhere: no such folder" in bad.stderr, bad.stderr
+    assert not (tmp_path / "out").exists()

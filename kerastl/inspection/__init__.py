@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from kerastl import runs
+from kerastl.data.datasets import DATASETS
 from kerastl.errors import UserError
-from kerastl.inspection import copies, features, labels, oddities, pictures, report
 from kerastl.inspection.findings import FINDINGS_CSV, Finding, sorted_findings, write_csv
 from kerastl.log import Log
 
@@ -63,7 +63,12 @@ def inspect(dataset: str | os.PathLike, output_dir: str | os.PathLike | None = N
     a folder without two classes of images, or an output folder that is in use."""
     start = time.perf_counter()
     dataset = os.fspath(dataset)
+    if dataset not in DATASETS and not Path(dataset).expanduser().is_dir():
+        raise UserError(f"{dataset}: {'not a folder' if Path(dataset).expanduser().exists() else 'no such folder'}; give "
+                        f"{', '.join(DATASETS)} or a folder with one subfolder of images per class")
     folder = runs.report_folder(output_dir, "inspect", dataset)
+    # these import TensorFlow (kerastl.data): deferred so that `python -m kerastl.inspect --help` and its errors are instant
+    from kerastl.inspection import copies, features, labels, oddities, pictures, report
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
