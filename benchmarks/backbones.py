@@ -3,8 +3,9 @@
     python benchmarks/backbones.py [--seeds 0 1] [--output backbones_results.json]
 
 For each backbone: its parameters without the ImageNet head, the size of its ImageNet weights file,
-the CPU latency of one picture through the backbone and a Dense(10) head in Keras (batch 1, median
-of 50 calls after 5 warm-up calls, at the small-data input size, 96 px, and at its native size), and
+the CPU latency of one picture through the backbone and a Dense(10) head in Keras
+(`predict_on_batch`, batch 1, median of 50 calls after 5 warm-up calls, at the small-data input
+size, 96 px, and at its native size; `--latency-only` measures just these, for a quiet machine), and
 the test accuracy of `fit --mode finetune` with no option but the data (the small-data defaults):
 - MNIST `--per-class 10` (100 training pictures), 2,000 test images, over `--seeds`;
 - the photo-like folder of 4 Fashion-MNIST classes of benchmarks/small_data.py (40 a class in
@@ -42,11 +43,11 @@ def latency_ms(name: str, size: int) -> float:
     model = keras.Sequential([backbone, keras.layers.Dense(10, activation="softmax")])
     x = np.random.default_rng(0).random((1, size, size, 3), dtype=np.float32)
     for _ in range(5):
-        model(x, training=False)
+        model.predict_on_batch(x)  # the first call compiles
     times = []
     for _ in range(50):
         start = time.perf_counter()
-        model(x, training=False)
+        model.predict_on_batch(x)
         times.append(time.perf_counter() - start)
     keras.backend.clear_session()
     return 1000 * statistics.median(times)
@@ -56,6 +57,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--output", default="backbones_results.json")
+    p.add_argument("--latency-only", action="store_true", help="only the latencies (seconds, not minutes)")
     args = p.parse_args()
 
     import keras
@@ -67,7 +69,7 @@ def main() -> int:
     from small_data import photo_like_folder
 
     work = Path(tempfile.mkdtemp(prefix="kerastl-backbones-"))
-    folder = photo_like_folder(work / "clothes")
+    folder = None if args.latency_only else photo_like_folder(work / "clothes")
     rows = []
     for name in LITES:
         spec = BACKBONES[name]
@@ -76,6 +78,9 @@ def main() -> int:
                "weights_mb": packaged_pth(spec.imagenet, name).stat().st_size / 1e6,
                "latency_ms_96": latency_ms(name, 96), "latency_ms_native": latency_ms(name, spec.input_size)}
         keras.backend.clear_session()
+        if args.latency_only:
+            print(f"{name}: {row['latency_ms_96']:.1f} ms at 96 px, {row['latency_ms_native']:.1f} ms at {spec.input_size} px", flush=True)
+            continue
         runs = {}
         for case, options in [(f"mnist10-seed{s}", {"per_class": 10, "test_limit": 2000, "seed": s}) for s in args.seeds] + [
                 ("folder40", {"dataset": str(folder)})]:
@@ -87,6 +92,8 @@ def main() -> int:
             keras.backend.clear_session()
         row["runs"] = runs
         rows.append(row)
+    if args.latency_only:
+        return 0
     Path(args.output).write_text(json.dumps(rows, indent=2) + "\n")
 
     print("\n| backbone | native size | parameters | weights file | latency, 96 px | latency, native | MNIST 10 a class | "
