@@ -31,7 +31,8 @@ FASHION_CLASSES = {0: "t-shirt", 1: "trouser", 7: "sneaker", 8: "bag"}
 CASES = ("mnist10", "mnist100", "folder40", "folder40-noaug", "folder40-levers", "fashion-full-aug")
 
 
-def photo_like_folder(root: Path, train_per_class: int = 40, test_per_class: int = 250, side: int = 96, seed: int = 0) -> Path:
+def photo_like_folder(root: Path, train_per_class: int = 40, test_per_class: int = 250, side: int = 96, seed: int = 0,
+                      classes: dict[int, str] = FASHION_CLASSES) -> Path:
     """Fashion-MNIST items as colour photos: upscaled, tinted, on a noisy coloured background, JPEG."""
     from PIL import Image
 
@@ -40,7 +41,7 @@ def photo_like_folder(root: Path, train_per_class: int = 40, test_per_class: int
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(log=lambda _: None)
     rng = np.random.default_rng(seed)
     for split, x, y, count in (("train", x_train, y_train, train_per_class), ("test", x_test, y_test, test_per_class)):
-        for label, name in FASHION_CLASSES.items():
+        for label, name in classes.items():
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for i, index in enumerate(rng.choice(np.flatnonzero(y == label), size=count, replace=False)):

@@ -43,12 +43,13 @@ def serving(model_paths) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def browser_page(viewport=(1280, 720), touch: bool = False):
-    """A page of headless Chromium (a touch screen with `touch`); `page.requested` lists every URL it asked for."""
+def browser_page(viewport=(1280, 720), touch: bool = False, launch_args=()):
+    """A page of headless Chromium (a touch screen with `touch`; more Chromium flags in `launch_args`,
+    e.g. a fake webcam); `page.requested` lists every URL it asked for."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox", *launch_args])
         try:
             context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, has_touch=touch)
             page = context.new_page()

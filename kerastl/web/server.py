@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from kerastl.errors import UserError, first_line
 from kerastl.web.pictures import MAX_UPLOAD
@@ -73,7 +73,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _answer(self, method: str) -> None:
         try:
-            reply = self.route(method, unquote(urlsplit(self.path).path))
+            reply = self.route(method, urlsplit(self.path).path)  # still %-encoded: split it, then unquote the parts
         except Refused as exc:
             reply = json_reply({"error": exc.message}, exc.status)
         except Exception as exc:  # a failure must not take the server down

@@ -1,0 +1,234 @@
+"""`python -m kerastl.teach`: its JSON API end to end on tiny data (add, train, poll, predict, export,
+reopen), its refusals (the server stays up), class names, and the command's Ctrl-C. The page in a
+real browser: tests/test_teach_browser.py. The API does not depend on the backend beyond kerastl's
+own contract, so it runs once, on TensorFlow."""
+
+import http.client
+import io
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kerastl
+from kerastl import runs
+from kerastl.teach.__main__ import main
+from kerastl.teach.session import Session, SessionError, check_class_name
+from tests.helpers import ROOT, SHAPES, backend, make_image_folder, run_in_process
+from tests.teach_browser import teaching
+
+pytestmark = pytest.mark.skipif(backend() != "tensorflow", reason="the API does not depend on the backend: checked once, on TensorFlow")
+PER_CLASS = 6
+
+
+def call(url: str, method: str = "GET", body: bytes | None = None, document=None):
+    """(status, decoded JSON answer) of one request."""
+    if document is not None:
+        body = json.dumps(document).encode()
+    request = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=600) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_for_training(url: str, limit: float = 600) -> dict:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        status, answer = call(url + "api/train")
+        assert status == 200
+        if answer["state"] != "running":
+            return answer
+        time.sleep(0.3)
+    raise AssertionError("training did not finish")
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """Drawn circles, squares and triangles, PER_CLASS a class, as picture files."""
+    return make_image_folder(tmp_path_factory.mktemp("shapes"), per_class=PER_CLASS)
+
+
+def pictures_of(folder, name):
+    return sorted(p for p in (folder / name).iterdir() if p.suffix != ".txt")
+
+
+@pytest.mark.slow
+def test_add_train_poll_predict_export_and_reopen(shapes, tmp_path):
+    output = tmp_path / "session"
+    with teaching(output) as url:
+        for name in SHAPES:
+            for picture in pictures_of(shapes, name):
+                status, answer = call(f"{url}api/classes/{name}/examples", "POST", picture.read_bytes())
+                assert status == 201 and answer["class"] == name, answer
+        assert answer["examples"] == PER_CLASS
+        status, again = call(f"{url}api/classes/triangle/examples", "POST", picture.read_bytes())  # the same picture: stored once
+        assert status == 201 and again["examples"] == PER_CLASS and again["picture"] == answer["picture"]
+        status, classes = call(url + "api/classes")
+        assert status == 200 and [(c["name"], c["examples"]) for c in classes] == [(name, PER_CLASS) for name in SHAPES]
+
+        started = time.monotonic()
+        status, answer = call(url + "api/train", "POST")
+        assert status == 202 and answer["state"] == "running" and answer["labels"] == list(SHAPES)
+        status, refused = call(url + "api/train", "POST")
+        assert status == 409 and "running" in refused["error"]
+        done = wait_for_training(url)
+        print(f"\ntrained in {time.monotonic() - started:.1f} s: " + json.dumps(done["results"]))
+        assert done["state"] == "done" and done["error"] is None and done["progress"]["fraction"] == 1.0
+        for model in ("transfer", "scratch"):
+            result = done["results"][model]
+            assert result["scored_by"] == f"{min(4, PER_CLASS)}-fold cross-validation" and result["held_out"] == 3 * PER_CLASS
+            confusion = np.array(result["confusion"])
+            assert confusion.shape == (3, 3) and confusion.sum() == 3 * PER_CLASS and (confusion.sum(1) == PER_CLASS).all()
+            assert result["accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
+        assert done["results"]["transfer"]["features_computed"] == 3 * PER_CLASS
+        assert done["results"]["transfer"]["accuracy"] >= 0.8  # drawn shapes are easy for ImageNet features (measured: 1.0)
+
+        square = pictures_of(shapes, "square")[0]
+        status, answer = call(url + "api/predict", "POST", square.read_bytes())
+        assert status == 200 and [r["model"] for r in answer["results"]] == ["transfer", "scratch"]
+        for result in answer["results"]:
+            probabilities = [p["probability"] for p in result["top"]]
+            assert sorted(p["label"] for p in result["top"]) == sorted(SHAPES) and probabilities == sorted(probabilities, reverse=True)
+            assert sum(probabilities) == pytest.approx(1, abs=1e-4)
+        transfer_top = answer["results"][0]["top"]
+        assert transfer_top[0]["label"] == "square"
+
+        status, exported = call(url + "api/export", "POST")
+        assert status == 200, exported
+        run_dir = output / exported["run"]
+        assert sorted(exported["files"]) == sorted(f"{exported['run']}/export/{name}" for name in
+                                                   ["model_float32.tflite", "MODEL_CARD.md", runs.LABELS, "export_report.json"])
+        # a normal kerastl run: kerastl.predict answers as the page did, with the class names
+        expected = kerastl.predict(run_dir, [square])[0]["predictions"]
+        assert [p["label"] for p in expected] == [p["label"] for p in transfer_top]
+        assert [p["probability"] for p in expected] == pytest.approx([p["probability"] for p in transfer_top], abs=1e-4)
+        report = json.loads((run_dir / "export" / "export_report.json").read_text())
+        assert report["labels"] == list(SHAPES)
+        if report["mediapipe"].get("version"):  # MediaPipe's ImageClassifier loaded the file and named the classes
+            (row,) = [r for r in report["rows"] if r["file"] == "model_float32.tflite"]
+            assert not row["mediapipe"]["refused"] and row["mediapipe"]["agreement"] >= 0.9, row
+        assert "## How kerastl.teach scored it" in (run_dir / "export" / "MODEL_CARD.md").read_text()
+        with urllib.request.urlopen(url + "files/" + urllib.parse.quote(exported["files"][0]), timeout=60) as download:
+            assert download.read() == (output / exported["files"][0]).read_bytes()
+        cnn_dir = output / exported["runs"][1]
+        assert runs.read_config(cnn_dir)["mode"] == "cnn" and runs.read_labels(cnn_dir) == list(SHAPES)
+
+    # Reopened: the same classes; retraining computes no feature again. The server then stops with
+    # the CNN still training: the training stops too, and says so.
+    with teaching(output) as url:
+        assert [(c["name"], c["examples"]) for c in call(url + "api/classes")[1]] == [(name, PER_CLASS) for name in SHAPES]
+        assert call(url + "api/train", "POST")[0] == 202
+        while "transfer" not in (status := call(url + "api/train")[1])["results"]:
+            assert status["state"] == "running"
+            time.sleep(0.2)
+        assert status["results"]["transfer"]["features_computed"] == 0
+
+
+def test_bad_requests_get_one_clear_line_and_the_server_stays_up(shapes, tmp_path):
+    circle = pictures_of(shapes, "circle")[0].read_bytes()
+    bomb = io.BytesIO()
+    Image.new("1", (8000, 6000)).save(bomb, format="PNG")  # 48 megapixels in a few kilobytes
+    with teaching(tmp_path / "session") as url:
+        def refused(method, path, body=None, document=None):
+            status, answer = call(url + path, method, body, document)
+            return status, answer["error"]
+
+        assert refused("POST", "api/classes/cat/examples", b"not a picture") == (400, "not added to 'cat': not an image")
+        status, error = refused("POST", "api/classes/cat/examples", bomb.getvalue())
+        assert status == 400 and "more than the 40 megapixel limit" in error
+        assert refused("POST", "api/classes/cat/examples", circle[: len(circle) // 2])[0] == 400  # a truncated file
+        assert refused("POST", "api/classes/cat/examples", b"")[0] == 400
+        status, error = refused("POST", "api/classes/..%2Fx/examples", circle)
+        assert status == 400 and "class name '../x'" in error
+        assert refused("POST", "api/classes", document={"name": "../x"})[0] == 400
+        assert refused("POST", "api/classes", document={"name": "test"}) == (
+            400, "class name 'test' is reserved: a folder of that name is read as a split of the dataset")
+        assert refused("POST", "api/classes", body=b"{not json")[0] == 400
+        assert refused("POST", "api/train") == (400, "add at least 2 classes to train (there are 0)")
+        assert call(url + "api/classes/cat/examples", "POST", circle)[0] == 201
+        assert call(url + "api/classes/cat/examples", "POST", pictures_of(shapes, "circle")[1].read_bytes())[0] == 201
+        assert refused("POST", "api/train") == (400, "add at least 2 classes to train (there is 1)")
+        assert call(url + "api/classes", "POST", document={"name": "dog"})[0] == 201
+        assert refused("POST", "api/train") == (400, "every class needs at least 2 pictures to train and score: 'dog' has 0")
+        assert refused("POST", "api/predict", circle) == (409, "nothing is trained yet: press Train first")
+        assert refused("POST", "api/export") == (409, "nothing is trained yet: press Train first")
+        assert refused("DELETE", "api/classes/bird") == (404, "no class 'bird'")
+        assert refused("DELETE", "api/classes/cat/examples/..%2F..%2Fsecret.png")[0] == 404
+        assert refused("GET", "files/runs/..%2F..%2Fpictures%2Fcat")[0] == 404
+        assert refused("GET", "api/nothing")[0] == 404
+
+        # a body over the limit is refused unread (its Content-Length says enough)
+        host, port = urllib.parse.urlsplit(url).netloc.split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.putrequest("POST", "/api/classes/cat/examples")
+        connection.putheader("Content-Length", str(21 * 2**20))
+        connection.endheaders()
+        reply = connection.getresponse()
+        assert reply.status == 413 and json.loads(reply.read())["error"] == "send one picture of at most 20 MB"
+        connection.close()
+
+        status, classes = call(url + "api/classes")  # still up, and nothing of the refused requests was kept
+        assert status == 200 and [(c["name"], c["examples"]) for c in classes] == [("cat", 2), ("dog", 0)]
+        assert call(url + "api/classes/dog/rename", "POST", document={"name": "puppy"})[0] == 200
+        assert call(url + "api/classes/puppy", "DELETE")[1] == [{"name": "cat", "examples": 2, "pictures": classes[0]["pictures"]}]
+    files = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert [str(p.parent) for p in files] == ["session/pictures/cat"] * 2  # nothing else written, nowhere else
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("cat", True), ("Red apple", True), ("no-2_b+c.d", True), ("../x", False), ("a/b", False), ("..", False), (".hidden", False),
+    ("", False), ("x" * 41, False), ("val", False), ("Train", False), ("a..b", False), ("ends.", False), ("tab\there", False),
+])
+def test_class_names_become_folder_names_only_when_safe(name, ok, tmp_path):
+    if ok:
+        assert check_class_name(name) == name
+        assert Session(tmp_path).add_class(name) == name and (tmp_path / "pictures" / name).is_dir()
+    else:
+        with pytest.raises(SessionError, match="class name"):
+            check_class_name(name)
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run_in_process("kerastl.teach", main, ["--output-dir", str(tmp_path), "--port", str(port)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and f"cannot listen on 127.0.0.1:{port}" in err
+
+
+def test_the_command_serves_loopback_warns_for_other_hosts_and_stops_on_ctrl_c(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "kerastl.teach", "--output-dir", str(tmp_path / "s"), "--port", "0",
+                                "--host", "0.0.0.0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "open http" in line:
+                break
+        assert any("warning: --host 0.0.0.0: the page is open to other machines" in line for line in lines), lines
+        match = re.search(r"open (http://127\.0\.0\.1:\d+/) in a browser", lines[-1])
+        assert match, lines
+        with urllib.request.urlopen(match.group(1), timeout=60) as page:
+            html = page.read().decode()
+        assert 'id="pad"' in html and 'id="camera"' in html and re.findall(r"https?://|//[a-z]", html) == []
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err[-2000:]
+    assert out.strip().splitlines()[-1] == "kerastl.teach: stopped" and "Traceback" not in err
