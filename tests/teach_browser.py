@@ -97,10 +97,10 @@ def teach_in_the_page(page, url: str, screenshot: Path | None = None, drawings: 
     page.wait_for_selector("body[data-answered='1']", timeout=60_000)
     answers = page.eval_on_selector_all(".answer", "cards => Object.fromEntries(cards.map(c => [c.dataset.model, "
                                                    "[...c.querySelectorAll('li[data-label]')].map(li => [li.dataset.label, Number(li.dataset.probability)])]))")
-    if screenshot is not None:
-        page.screenshot(path=str(screenshot), full_page=True)
     page.click("#export")
     page.wait_for_selector("body[data-exported]", timeout=600_000)
+    if screenshot is not None:
+        page.screenshot(path=str(screenshot), full_page=True)
     downloads = page.eval_on_selector_all("#downloads a", "links => links.map(a => a.getAttribute('href'))")
     return {"counts": counts, "accuracies": accuracies, "answers": answers, "downloads": downloads,
             "status": page.inner_text("#export-status")}
