@@ -26,6 +26,7 @@ import numpy as np
 from kerastl import finished_run, runs
 from kerastl.data import folders
 from kerastl.log import Log
+from kerastl.teach.training import SCRATCH, TRANSFER
 from kerastl.text import percent
 
 RUNS = "runs"
@@ -35,7 +36,6 @@ CARD = "MODEL_CARD.md"
 def export_session(session, trained, extractor, quantize=None, log: Log = print) -> dict[str, Any]:
     """Write both runs, export the transfer run; {"run", "runs", "files", "accuracy"}, paths relative to OUTPUT."""
     from kerastl.export import export_run
-    from kerastl.teach.teacher import SCRATCH, TRANSFER
 
     started = time.perf_counter()
     output = session.output_dir
@@ -56,7 +56,6 @@ def transfer_model(trained, extractor):
     with the head that teach trained."""
     from kerastl.data.datasets import DataInfo
     from kerastl.models import build_transfer_model
-    from kerastl.teach.teacher import TRANSFER
 
     size = extractor.size
     data = DataInfo("teach", tuple(trained.labels), (size, size, 3))

@@ -23,7 +23,7 @@ from kerastl.teach.session import Session, SessionError
 from kerastl.web import pictures
 
 TOP_K = 3
-TRANSFER, SCRATCH = "transfer", "scratch"
+TRANSFER, SCRATCH = training.TRANSFER, training.SCRATCH
 SHARE = {TRANSFER: (0.0, 0.3), SCRATCH: (0.3, 1.0)}  # each model's part of the progress bar
 
 

@@ -32,6 +32,7 @@ from kerastl.files import atomic_path
 from kerastl.modes import BACKBONE_MODES
 from kerastl.teach.session import Picture, SessionError
 
+TRANSFER, SCRATCH = "transfer", "scratch"  # the two models, as the API names them
 CROSS_VALIDATE_BELOW = 20  # pictures in the smallest class
 FOLDS = 4
 HELD_OUT_SHARE = 0.2
