@@ -143,7 +143,8 @@ def _recorded_config(run_dir: Path, mode: str | None) -> dict[str, Any]:
     """The config of the run to resume, checked (its lock is held, so it cannot finish meanwhile)."""
     if runs.is_complete(run_dir):
         raise UserError(f"--resume: {run_dir} already finished")
-    required = tuple(key for key in DEFAULTS if key not in ("cpu", "sized")) + ("mode",)  # sized: absent from runs recorded before it existed
+    newer = ("cpu", "sized", "keep_in_distribution", "outside")  # cpu: not recorded; the others: absent from runs recorded before them
+    required = tuple(key for key in DEFAULTS if key not in newer) + ("mode",)
     config = runs.read_config(run_dir, required)
     if mode is not None and config["mode"] != mode:
         raise UserError(f"--resume: {run_dir} is a {config['mode']} run, not {mode}")

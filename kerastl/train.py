@@ -25,8 +25,9 @@ from typing import Any, Mapping, Sequence
 import keras
 import numpy as np
 
-from kerastl import distribute, evaluation, finished_run, history, lr_finder, resume, runs, runtime, sizing, xla_cpu
+from kerastl import distribute, evaluation, finished_run, history, lr_finder, plots, resume, runs, runtime, sizing, xla_cpu
 from kerastl.backbones import unfreeze
+from kerastl.confidence import job as confidence_job, outside
 from kerastl.data import DataInfo, fit_inputs, folders, load_data, make_splits, predict_in_batches, validation_data
 from kerastl.data.folders import FolderData
 from kerastl.data.splits import Splits
@@ -307,6 +308,9 @@ def train(run: PreparedRun, run_dir: Path, log: Log = print, callbacks: Sequence
     # Train, stage by stage
     stages = train_stages(Job(run, run_dir, log, callbacks), model, transfer)
 
+    # Calibrate, fit the out-of-distribution gate and choose the abstain threshold (kerastl.confidence)
+    fitted = _fit_confidence(run, model, splits, log)
+
     # Evaluate on the whole test split
     _compile(model, _first_rate(stages), config, run.has_accelerator)
     if run.placement.processes > 1:  # each process scores its shard; Keras adds them up
@@ -314,7 +318,8 @@ def train(run: PreparedRun, run_dir: Path, log: Log = print, callbacks: Sequence
         test_loss, test_accuracy = model.evaluate(**test, verbose=0)
         probabilities = None
     else:  # one pass gives the numbers, the confusion matrix and the misclassified digits
-        probabilities = evaluation.predict_probabilities(model, splits.x_test, config["batch_size"])
+        probabilities = (fitted.test_probabilities if fitted else
+                         evaluation.predict_probabilities(model, splits.x_test, config["batch_size"]))
         test_accuracy, test_loss = evaluation.score(probabilities, splits.y_test)
     log(f"test: accuracy {test_accuracy:.4f}, loss {test_loss:.4f} on {len(splits.y_test)} images")
 
@@ -330,10 +335,28 @@ def train(run: PreparedRun, run_dir: Path, log: Log = print, callbacks: Sequence
         if probabilities is not None and run.health.leaked:
             metrics["test_accuracy_without_copies"] = accuracy_without(
                 run.health.leaked, folder.root, splits.x_test.paths, splits.y_test, probabilities.argmax(axis=1))
+    if fitted:
+        metrics["confidence"] = fitted.metrics
+        confidence_job.write_figures(run_dir, fitted, plots.run_title(config), log)
+        model = fitted.model  # model.keras outputs the calibrated, gated probabilities
+        _compile(model, _first_rate(stages), config, run.has_accelerator)
     metrics["wall_seconds"] = round(time.perf_counter() - run.started, 3)
     test = None if probabilities is None else (splits.y_test, probabilities)
     return finished_run.write(run_dir, config, model, metrics, epochs, test, data.class_names,
                               backbone if config["mode"] == "pretrain" else None, log)
+
+
+def _fit_confidence(run: PreparedRun, model: keras.Model, splits: Splits, log: Log) -> confidence_job.Fitted | None:
+    """The temperature, the out-of-distribution gate and the abstain threshold, measured on the
+    test split and on pictures outside every class (kerastl.confidence.job); None without a
+    validation split or in a multi-process run."""
+    if run.placement.processes > 1:
+        log("confidence: not fitted in a multi-process run (its processes hold only their shard of the data); nothing abstains")
+        return None
+    config = run.config
+    sets = outside.sets_for(config["dataset"], run.data.image_shape, config.get("outside"), confidence_job.OUTSIDE_LIMIT,
+                            config["data_dir"], log)
+    return confidence_job.fit(model, splits, config, sets, log)
 
 
 def _first_rate(stages: list[StageResult]) -> float:

@@ -12,6 +12,7 @@ import kerastl
 from kerastl import fit, runs
 from kerastl.api import run_with_options
 from kerastl.config import OPTIONS
+from kerastl.confidence.model import ungated
 from kerastl.data import make_splits
 from kerastl.errors import RunInterrupted
 from tests.helpers import ROOT, backend, run_fit, run_module
@@ -117,8 +118,9 @@ def test_resume_keeps_the_best_epoch_and_the_patience_count(tmp_path, mnist):
     assert len(history) == best_epoch + 1 + 4 == run.metrics["epochs_run"]["train"]
     assert min(row["val_loss"] for row in history[3:]) > before[best_epoch]["val_loss"]
     splits = make_splits(mnist, 0.1, 600, 300, 0)
-    run.model.compile(loss="sparse_categorical_crossentropy")
-    val_loss = run.model.evaluate(splits.x_val.astype("float32"), splits.y_val, verbose=0, return_dict=True)["loss"]
+    trained = ungated(run.model)  # the probabilities before calibration and the gate (kerastl.confidence)
+    trained.compile(loss="sparse_categorical_crossentropy")
+    val_loss = trained.evaluate(splits.x_val.astype("float32"), splits.y_val, verbose=0, return_dict=True)["loss"]
     assert val_loss == pytest.approx(before[best_epoch]["val_loss"], rel=1e-4)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from kerastl import runs
+from kerastl.confidence import threshold
 from kerastl.errors import ExportFailed, UserError
 from kerastl.log import Log
 from kerastl.export import tensorflow_process
@@ -123,7 +124,7 @@ def _write_metadata(folder: Path, quantize: Sequence[str], int8_io: str, facts: 
         described = metadata.ClassifierMetadata(
             name=facts.name, description=f"{facts.description} This file: {VARIANTS[variant].format(io=int8_io)}.",
             version=facts.version, author=facts.author, licence=facts.licence, height=height, width=width,
-            labels_file=runs.LABELS, num_classes=len(facts.classes),
+            labels_file=runs.LABELS, num_classes=len(facts.classes), score_threshold=threshold.of_run(facts.metrics),
         )
         try:
             metadata.write_into_model(path, metadata.metadata_flatbuffer(described), {runs.LABELS: labels})

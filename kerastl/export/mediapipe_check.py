@@ -43,21 +43,24 @@ def picture(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb.repeat(PICTURE_SCALE, axis=0).repeat(PICTURE_SCALE, axis=1))
 
 
-def classify(path: Path, images: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """MediaPipe's top class of every image: (class indices, class names as MediaPipe returns them).
-    Refused if MediaPipe will not load the file or fails on an image."""
+def classify(path: Path, images: np.ndarray, score_threshold: float | None = None) -> tuple[np.ndarray, list[str]]:
+    """MediaPipe's top class of every image: (class indices, class names as MediaPipe returns them);
+    -1 and "" where MediaPipe returns no class (every score below the file's default threshold, its
+    metadata's, or `score_threshold` when given, as an app may set it). Refused if MediaPipe will
+    not load the file or fails on an image."""
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
-    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)), max_results=1)
+    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)), max_results=1,
+                                            score_threshold=score_threshold)
     try:
         with vision.ImageClassifier.create_from_options(options) as classifier:
             indices, names = [], []
             for pixels in images:
                 result = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=picture(pixels)))
-                top = result.classifications[0].categories[0]
-                indices.append(top.index)
-                names.append(top.category_name or "")
+                categories = result.classifications[0].categories
+                indices.append(categories[0].index if categories else -1)
+                names.append((categories[0].category_name or "") if categories else "")
     except (RuntimeError, ValueError) as exc:
         raise Refused(_reason(exc)) from None
     return np.array(indices, dtype=np.int64), names

@@ -29,7 +29,7 @@ MIN_PARSER_VERSION = "1.0.0"
 # Enum and union values of metadata_schema.fbs
 COLOR_SPACE_RGB = 1
 FEATURE_PROPERTIES, IMAGE_PROPERTIES = 1, 2  # union ContentProperties
-NORMALIZATION_OPTIONS = 1  # union ProcessUnitOptions
+NORMALIZATION_OPTIONS, SCORE_THRESHOLDING_OPTIONS = 1, 3  # union ProcessUnitOptions
 TENSOR_AXIS_LABELS = 2  # enum AssociatedFileType
 
 
@@ -49,6 +49,7 @@ class ClassifierMetadata:
     mean: float = 0.0  # NormalizationOptions: the model computes (pixel - mean) / std itself, so 0 and 1
     std: float = 1.0
     pixel_range: tuple[float, float] = (0.0, 255.0)
+    score_threshold: float | None = None  # ScoreThresholdingOptions: scores below it are not reported (None: none)
 
 
 class MetadataError(RuntimeError):
@@ -83,10 +84,15 @@ def metadata_flatbuffer(meta: ClassifierMetadata) -> bytes:
     )
     feature_content = _table(b, ("uint8", FEATURE_PROPERTIES), ("offset", _table(b)))
     output_stats = _table(b, ("offset", _floats(b, [1.0])), ("offset", _floats(b, [0.0])))
+    output_units = None
+    if meta.score_threshold is not None:  # the default threshold of MediaPipe's and the Task Library's classifiers
+        thresholding = _table(b, ("float32", meta.score_threshold))
+        output_units = ("offset", _offsets(b, [_table(b, ("uint8", SCORE_THRESHOLDING_OPTIONS), ("offset", thresholding))]))
     output_tensor = _table(
         b, ("offset", b.CreateString("probability")),
-        ("offset", b.CreateString(f"Probabilities of the {meta.num_classes} labels respectively.")),
-        None, ("offset", feature_content), None, ("offset", output_stats), ("offset", _offsets(b, [labels])),
+        ("offset", b.CreateString(f"Probabilities of the {meta.num_classes} labels respectively"
+                                  + (", scaled down for pictures unlike every class." if meta.score_threshold is not None else "."))),
+        None, ("offset", feature_content), output_units, ("offset", output_stats), ("offset", _offsets(b, [labels])),
     )
 
     subgraph = _table(b, None, None, ("offset", _offsets(b, [input_tensor])), ("offset", _offsets(b, [output_tensor])))
@@ -134,6 +140,23 @@ def read_metadata(path: Path) -> bytes | None:
     return None
 
 
+def read_score_threshold(path: Path) -> float | None:
+    """The global score threshold of a model file's output tensor (ScoreThresholdingOptions), or None."""
+    import flatbuffers
+    from flatbuffers.table import Table
+
+    buffer = read_metadata(path)
+    if buffer is None:
+        return None
+    root = Table(bytearray(buffer), flatbuffers.encode.Get(flatbuffers.packer.uoffset, buffer, 0))  # ModelMetadata
+    for subgraph in _vector(root, 3):  # ModelMetadata.subgraph_metadata
+        for tensor in _vector(subgraph, 3):  # SubGraphMetadata.output_tensor_metadata
+            for unit in _vector(tensor, 4):  # TensorMetadata.process_units
+                if _scalar(unit, 0, "Uint8Flags") == SCORE_THRESHOLDING_OPTIONS:
+                    return float(_scalar(_child(unit, 1), 0, "Float32Flags"))
+    return None
+
+
 def read_packed_files(path: Path) -> dict[str, bytes]:
     """The files packed into a model file (its appended ZIP archive)."""
     with zipfile.ZipFile(path) as archive:
@@ -151,8 +174,38 @@ def _table(b, *fields) -> int:
             continue
         kind, value = field
         {"offset": b.PrependUOffsetTRelativeSlot, "uint8": b.PrependUint8Slot, "int8": b.PrependInt8Slot,
-         "uint32": b.PrependUint32Slot}[kind](slot, value, 0)
+         "uint32": b.PrependUint32Slot, "float32": b.PrependFloat32Slot}[kind](slot, value, 0)
     return b.EndObject()
+
+
+# Reading: a table's field `slot` sits at vtable entry 4 + 2 * slot (as the generated readers do it)
+
+
+def _child(table, slot: int):
+    """The table a field points to."""
+    from flatbuffers.table import Table
+
+    o = table.Offset(4 + 2 * slot)
+    return Table(table.Bytes, table.Indirect(o + table.Pos)) if o else None
+
+
+def _vector(table, slot: int) -> list:
+    """The tables of a vector field (empty if absent)."""
+    from flatbuffers.table import Table
+
+    o = table.Offset(4 + 2 * slot)
+    if not o:
+        return []
+    start = table.Vector(o)
+    return [Table(table.Bytes, table.Indirect(start + 4 * i)) for i in range(table.VectorLen(o))]
+
+
+def _scalar(table, slot: int, flags: str):
+    """A scalar field's value (0 if absent, as FlatBuffers omits defaults)."""
+    from flatbuffers import number_types
+
+    o = table.Offset(4 + 2 * slot)
+    return table.Get(getattr(number_types, flags), o + table.Pos) if o else 0
 
 
 def _offsets(b, offsets: list[int]) -> int:

@@ -1,0 +1,99 @@
+"""The gated model: a trained kerastl model whose output is its calibrated probabilities scaled by
+how in-distribution the picture is, built from standard Keras layers only.
+
+    probabilities = softmax(logits / T) * sigmoid((tau - min_c d_c(features)) / scale)
+
+d_c is the squared Mahalanobis distance of the penultimate features to class c
+(kerastl.confidence.detector). A digit near its class keeps its calibrated probability (the
+weight is about 1); a picture far from every class gets all its scores pushed towards 0. So ONE
+threshold on the top score, which app runtimes apply to a model's output on their own, abstains
+both when the model hesitates between classes and when the picture is like none of them.
+
+Only Dense, Multiply, Subtract, Reshape, GlobalMaxPooling1D, Rescaling and Activation: the model
+saves as model.keras and opens in plain Keras (no custom object), and every LiteRT variant, int8
+too, converts it to FULLY_CONNECTED, MUL, SUB, RESHAPE, REDUCE_MAX, LOGISTIC and SOFTMAX. The
+fitted numbers live in the layers' weights, so nothing else has to travel with the file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kerastl.confidence.detector import GaussianDetector
+from kerastl.confidence.features import CLASSIFIER
+
+OUTPUT = "probabilities"  # the output layer's name, as in every kerastl model (kerastl.models)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What the gate adds to a model: the temperature, the detector, and the weight's midpoint
+    `tau` (a squared distance) and `scale` (how soft the step is, in squared distance)."""
+
+    temperature: float
+    detector: GaussianDetector
+    tau: float
+    scale: float
+
+    def weight(self, min_distance: np.ndarray) -> np.ndarray:
+        """The in-distribution weight of pictures with these smallest distances (what the graph computes)."""
+        return 1.0 / (1.0 + np.exp(-np.clip((self.tau - min_distance) / self.scale, -80, 80)))
+
+    def scores(self, logits: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """The gated probabilities [n, classes], computed in numpy as the model does."""
+        from kerastl.confidence.calibration import softmax
+
+        return softmax(logits, self.temperature) * self.weight(self.detector.min_distance(features))[:, None]
+
+
+def is_gated(model) -> bool:
+    return any(layer.name == "in_distribution" for layer in model.layers)
+
+
+def gated_model(model, gate: Gate):
+    """`model` (a trained kerastl model, raw pixels -> probabilities) with its output replaced by the
+    gated probabilities. The new model shares every trained layer; the gate's layers are frozen."""
+    import keras  # deferred: kerastl.confidence's numpy parts load without Keras
+    from keras import layers
+
+    classifier = model.get_layer(CLASSIFIER)
+    features, logits = classifier.input, classifier.output
+    width, classes = int(features.shape[-1]), int(logits.shape[-1])
+    detector = gate.detector
+
+    fixed = {}  # layer -> its weights, set once the graph has built it
+
+    def frozen(layer, *weights):
+        layer.trainable = False
+        fixed[layer] = weights
+        return layer
+
+    scaled = layers.Rescaling(1.0 / gate.temperature, dtype="float32", name="temperature")(logits)
+    calibrated = layers.Activation("softmax", dtype="float32", name="calibrated")(scaled)
+    z = frozen(layers.Dense(width, use_bias=False, dtype="float32", name="ood_whiten"), detector.whiten)(features)
+    squared = frozen(layers.Dense(1, use_bias=False, dtype="float32", name="ood_norm"),
+                     np.ones((width, 1)))(layers.Multiply(dtype="float32", name="ood_square")([z, z]))  # ||z||^2
+    cross = frozen(layers.Dense(classes, dtype="float32", name="ood_cross"),
+                   2.0 * detector.means.T, -(detector.means ** 2).sum(axis=1))(z)  # 2 z.m_c - ||m_c||^2
+    minus_distance = layers.Subtract(dtype="float32", name="ood_minus_distance")([cross, squared])  # -d_c
+    per_class = layers.Reshape((classes, 1), name="ood_classes")(minus_distance)
+    nearest = layers.GlobalMaxPooling1D(dtype="float32", name="ood_nearest")(per_class)  # -min_c d_c
+    weight = frozen(layers.Dense(1, activation="sigmoid", dtype="float32", name="in_distribution"),
+                    np.full((1, 1), 1.0 / gate.scale), np.full((1,), gate.tau / gate.scale))(nearest)
+    gated = keras.Model(model.inputs, layers.Multiply(dtype="float32", name=OUTPUT)([calibrated, weight]),
+                        name=model.name)
+    for layer, weights in fixed.items():
+        layer.set_weights([np.asarray(w, "float32") for w in weights])
+    return gated
+
+
+def ungated(model):
+    """A gated model's trained probabilities, softmax(logits) without temperature or gate (the same
+    layers); a model without a gate is returned as it is."""
+    import keras  # deferred, as above
+
+    if not is_gated(model):
+        return model
+    logits = model.get_layer(CLASSIFIER).output
+    return keras.Model(model.inputs, keras.layers.Activation("softmax", dtype="float32", name="trained")(logits), name=model.name)

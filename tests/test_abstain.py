@@ -1,0 +1,83 @@
+"""Abstaining, end to end: a small CNN run records its threshold; `predict` answers `unknown`
+below it (`--threshold` overrides); the exported file carries it in its metadata, where
+MediaPipe's ImageClassifier reads it and returns no class for a blank picture. One run, one
+export (float32 LiteRT), TensorFlow only: the backend contract of the gate is in test_confidence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kerastl
+from kerastl import export, prediction, runs
+from kerastl.confidence import threshold
+from kerastl.export import metadata
+from kerastl.export.convert import tflite_name
+from kerastl.export.mediapipe_check import availability, classify
+from tests.helpers import QUIET, TINY, run_in_process
+
+MEDIAPIPE, NO_MEDIAPIPE = availability()
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A CNN on 2,000 digits for one epoch (test_confidence: enough to tell blank from a digit), exported as float32 LiteRT."""
+    run = kerastl.run(mode="cnn", epochs=1, output_dir=str(tmp_path_factory.mktemp("runs")), run_name="small", log=QUIET,
+                      **{**TINY, "limit": 2000})
+    export.export_run(run, quantize=["float32"], test_limit=100, latency_repeats=2, calibration_images=100, log=QUIET)
+    return run
+
+
+@pytest.fixture
+def digit(tmp_path, mnist):
+    path = tmp_path / "seven.png"
+    Image.fromarray(mnist["x_test"][0, ..., 0]).save(path)
+    return path
+
+
+def predict_command(argv, capsys):
+    return run_in_process(prediction.PROG, prediction.main, argv, capsys)
+
+
+@pytest.mark.slow
+def test_predict_uses_the_runs_threshold_and_the_flag_overrides_it(small_run, digit, capsys):
+    recorded = threshold.of_run(small_run.metrics)
+    assert 0 < recorded < 1
+    code, out, _ = predict_command([str(small_run.folder), str(digit), "--json"], capsys)
+    (result,) = json.loads(out)["results"]
+    assert code == 0 and result["threshold"] == recorded
+    assert result["abstained"] == (result["predictions"][0]["probability"] < recorded)
+    code, out, _ = predict_command([str(small_run.folder), str(digit), "--threshold", "1"], capsys)
+    assert code == 0 and out.startswith(f"{digit}: unknown (top guess ") and "below the threshold 100.0%" in out
+    code, out, _ = predict_command([str(small_run.folder), str(digit), "--threshold", "0"], capsys)
+    assert code == 0 and "unknown" not in out and out.startswith(f"{digit}: 7 (")
+    code, _, err = predict_command([str(small_run.folder), str(digit), "--threshold", "1.5"], capsys)
+    assert code == 2 and "--threshold must be between 0 and 1" in err
+    (api,) = kerastl.predict(small_run, [digit], threshold=1.0)
+    assert api["abstained"] is True and api["threshold"] == 1.0
+
+
+@pytest.mark.slow
+def test_the_threshold_travels_in_the_files_metadata(small_run, digit, capsys):
+    path = small_run.folder / runs.EXPORT_DIR / tflite_name("float32")
+    recorded = threshold.of_run(small_run.metrics)
+    assert metadata.read_score_threshold(path) == pytest.approx(recorded, rel=1e-6)  # stored as float32
+    code, out, _ = predict_command([str(path), str(digit), "--json"], capsys)
+    assert code == 0 and json.loads(out)["results"][0]["threshold"] == pytest.approx(recorded, rel=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(MEDIAPIPE is None, reason=f"MediaPipe not usable: {NO_MEDIAPIPE}")
+def test_mediapipe_returns_no_class_for_a_blank_picture(small_run, mnist):
+    path = small_run.folder / runs.EXPORT_DIR / tflite_name("float32")
+    blank = np.zeros((1, 28, 28, 1), np.uint8)
+    indices, names = classify(path, np.concatenate([blank, mnist["x_test"][:20]]))
+    assert indices[0] == -1 and names[0] == ""  # the file's own threshold, with an app's default options
+    top = small_run.model.predict(mnist["x_test"][:20].astype("float32"), verbose=0).max(axis=1)
+    keras_answers = top >= threshold.of_run(small_run.metrics)
+    assert keras_answers.sum() >= 10 and np.sum((indices[1:] >= 0) != keras_answers) <= 1  # the same digits answered
+    everything, _ = classify(path, blank, score_threshold=0.0)  # an app may ask for every class anyway
+    assert everything[0] >= 0
