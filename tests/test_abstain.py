@@ -16,7 +16,7 @@ from kerastl import export, prediction, runs
 from kerastl.confidence import threshold
 from kerastl.export import metadata
 from kerastl.export.convert import tflite_name
-from kerastl.export.mediapipe_check import availability, classify
+from kerastl.export.mediapipe_check import ANSWER_EVERYTHING, availability, classify
 from tests.helpers import QUIET, TINY, run_in_process
 
 MEDIAPIPE, NO_MEDIAPIPE = availability()
@@ -79,5 +79,5 @@ def test_mediapipe_returns_no_class_for_a_blank_picture(small_run, mnist):
     top = small_run.model.predict(mnist["x_test"][:20].astype("float32"), verbose=0).max(axis=1)
     keras_answers = top >= threshold.of_run(small_run.metrics)
     assert keras_answers.sum() >= 10 and np.sum((indices[1:] >= 0) != keras_answers) <= 1  # the same digits answered
-    everything, _ = classify(path, blank, score_threshold=0.0)  # an app may ask for every class anyway
+    everything, _ = classify(path, blank, ANSWER_EVERYTHING)  # an app may ask for every class anyway
     assert everything[0] >= 0

@@ -12,22 +12,24 @@ CLASSIFIER = "classifier"  # kerastl.models names the head's Dense layer so
 
 
 def features_and_logits_model(model):
-    """A keras.Model: the same pixels in, [penultimate features, logits] out, sharing the layers."""
+    """A keras.Model sharing the layers: the same pixels in, [penultimate features, logits] side by
+    side out (one output, so kerastl.data's batched predict serves arrays and image files alike)."""
     import keras  # deferred: this module is imported by light code paths
 
     classifier = model.get_layer(CLASSIFIER)
-    return keras.Model(model.inputs, [classifier.input, classifier.output], name="features_and_logits")
+    both = keras.layers.Concatenate(dtype="float32", name="features_and_logits")
+    return keras.Model(model.inputs, both([classifier.input, classifier.output]), name="features_and_logits")
 
 
-def features_and_logits(model, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(features [n, d], logits [n, classes]) of pixels `x`, float32, one pass in batches."""
+def features_and_logits(model, x, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(features [n, d], logits [n, classes]) of pixels `x` (an array or an image folder's
+    FileImages), float32, one pass in batches."""
+    from kerastl.data import predict_in_batches
+
+    classes = int(model.get_layer(CLASSIFIER).output.shape[-1])
     both = features_and_logits_model(model)
-    features, logits = [], []
-    for start in range(0, len(x), batch_size):
-        f, z = both.predict_on_batch(np.asarray(x[start:start + batch_size], "float32"))
-        features.append(np.asarray(f, "float32"))
-        logits.append(np.asarray(z, "float32"))
-    if not features:
-        width = int(both.outputs[0].shape[-1]), int(both.outputs[1].shape[-1])
-        return np.zeros((0, width[0]), "float32"), np.zeros((0, width[1]), "float32")
-    return np.concatenate(features), np.concatenate(logits)
+    if len(x) == 0:
+        width = int(both.output.shape[-1])
+        return np.zeros((0, width - classes), "float32"), np.zeros((0, classes), "float32")
+    out = np.asarray(predict_in_batches(both, x, batch_size), "float32")
+    return out[:, :-classes], out[:, -classes:]

@@ -73,7 +73,10 @@ def fit(model, splits, config: Mapping[str, Any], outside_sets: Mapping[str, Any
 
     chosen = np.random.default_rng(config["seed"]).permutation(len(splits.y_train))[:DETECTOR_IMAGES]
     chosen.sort()  # file-backed folder images read in order
-    train_features, _ = features_and_logits(model, splits.x_train[chosen], batch)
+    subset = splits.x_train[chosen]
+    if hasattr(subset, "cached_at"):  # an image folder's files: the run's cache holds every training image, not these
+        subset = subset.cached_at(None)
+    train_features, _ = features_and_logits(model, subset, batch)
     detector = GaussianDetector.fit(train_features, splits.y_train[chosen], len(val_logits[0]))
     gate = _gate(temperature, detector, detector.min_distance(val_features))
     val_top = gate.scores(val_logits, val_features).max(axis=1)

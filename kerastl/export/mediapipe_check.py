@@ -16,6 +16,10 @@ from kerastl.errors import first_line
 from kerastl.litert import as_rgb
 
 PICTURE_SCALE = 4
+# The score threshold that answers every picture. MediaPipe takes 0 and below as "not set" (the
+# file's own threshold then applies, measured with mediapipe 1.2.3), so the smallest positive
+# float32: only a score of exactly 0 stays unanswered.
+ANSWER_EVERYTHING = float(np.finfo(np.float32).tiny)
 INSTALL = "pip install 'kerastl[mobile]'"
 
 

@@ -84,7 +84,7 @@ def in_mediapipe(path: Path, x, y, reference_top1: np.ndarray, labels: Sequence[
 
     log(f"parity: running {path.name} in MediaPipe's ImageClassifier on {len(x)} test images")
     try:
-        top1, names = mediapipe_check.classify(path, x, score_threshold=0.0)  # every picture's top class, as Keras gives it
+        top1, names = mediapipe_check.classify(path, x, mediapipe_check.ANSWER_EVERYTHING)  # every top class, as Keras gives it
     except mediapipe_check.Refused as exc:
         return {"refused": str(exc)}
     return {
