@@ -44,6 +44,7 @@ def teaching(output_dir, **options) -> Iterator[str]:
 
 
 def draw(page, canvas: str, strokes, side: int) -> None:
+    page.locator(canvas).scroll_into_view_if_needed()  # the mouse reaches only what is on the screen
     box = page.locator(canvas).bounding_box()
     scale = box["width"] / side
     for points in strokes:
@@ -76,16 +77,17 @@ def teach_in_the_page(page, url: str, screenshot: Path | None = None, drawings: 
             wobble = [[(x + 9 * i * (-1) ** j, y - 7 * i) for j, (x, y) in enumerate(stroke)] for stroke in shape]
             draw(page, "#pad", wobble, 280)
             page.click("#add-drawing")
-            page.wait_for_function(f"document.querySelector(\".class[data-name='{name}']\").dataset.examples == '{i + 1}'")
+            page.wait_for_selector(f".class[data-name='{name}'][data-examples='{i + 1}']")  # selectors: the page's CSP forbids eval
     add_class(page, "camera")
     page.click("#camera-start")
     page.wait_for_selector("#record:not([disabled])")
+    page.locator("#record").scroll_into_view_if_needed()
     box = page.locator("#record").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.down()
     page.wait_for_timeout(record_ms)
     page.mouse.up()
-    page.wait_for_function("Number(document.querySelector(\".class[data-name='camera']\").dataset.examples) >= 2")
+    page.wait_for_selector(".class[data-name='camera']:not([data-examples='0']):not([data-examples='1'])")
     page.wait_for_timeout(600)  # the last snapshots of the hold land
     counts = {name: pictures_of(page, name) for name in ("ring", "cross", "camera")}
 
