@@ -194,3 +194,11 @@ def test_the_command_line_in_a_real_process_is_light_and_one_line_on_error(tmp_p
     bad = run_module("kerastl.inspect", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "out"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "nowhere: no such folder" in bad.stderr, bad.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_study_report_says_mnist_test_labels_are_not_ground_truth():
+    from kerastl.study.report import labels_section
+
+    lines = labels_section("mnist")
+    assert lines[0] == "## The test labels are not ground truth" and "162 of the 10,000 test pictures" in lines[2]
+    assert labels_section("fashion_mnist") == [] and labels_section("/some/folder") == []

@@ -26,6 +26,7 @@ class Dataset:
     offline_copy: str  # where kerastl finds it without Keras' or TFDS' downloads (kerastl.data.sources)
     limits: str  # what a model trained on it cannot be expected to do, for the model card
     augmentation_tuned: bool = False  # kerastl's shifts, rotations and zooms were tuned on these pictures
+    test_labels: str = ""  # what `kerastl.inspect` found in its test labels (benchmarks/data_health.py), for the lesson
     train_images: int = 60_000
     test_images: int = 10_000
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
@@ -42,6 +43,15 @@ DATASETS: dict[str, Dataset] = {
             "28x28 field. A photo of dark ink on paper must be inverted and cropped to the digit first "
             "(`kerastl.predict` does both; MediaPipe only resizes), or the answers are close to chance.",
             augmentation_tuned=True,
+            test_labels=(
+                "`python -m kerastl.inspect mnist` flags 162 of the 10,000 test pictures as probably filed under the "
+                "wrong digit (confident learning on a linear head over frozen ImageNet features, out of fold; "
+                "benchmarks/data_health.py). Most are badly written digits whose label is plausible, but some look "
+                "more like the suggested digit: test/4823 is filed as 9 and looks like a 4, test/4497 is filed as 8 "
+                "and looks like a 7. Northcutt, Athalye and Mueller (2021) had people check MNIST's test pictures that "
+                "confident learning flagged (100 of them) and confirmed label errors among them. A test accuracy of "
+                "99.5 % is measured against labels that are not all right."
+            ),
         ),
         Dataset(
             "fashion_mnist", "Fashion-MNIST", "grey photos of clothes (Fashion-MNIST)",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kerastl import plots
+from kerastl.data.datasets import DATASETS
 from kerastl.modes import BACKBONE_MODES
 from kerastl.sizing import SMALL_DATA_IMAGES
 from kerastl.files import atomic_write_text
@@ -314,6 +315,12 @@ def backbone_note(study: dict) -> list[str]:
     ]
 
 
+def labels_section(dataset: str) -> list[str]:
+    """What `kerastl.inspect` finds in the dataset's test labels: benchmark labels are not ground truth."""
+    note = DATASETS[dataset].test_labels if dataset in DATASETS else ""
+    return ["## The test labels are not ground truth", "", note, ""] if note else []
+
+
 def build(study_dir: Path, command: str, log=print) -> Path:
     """Draw the figures and write report.md from results.json; returns the report's path."""
     data = results_module.read(study_dir)
@@ -349,6 +356,7 @@ def build(study_dir: Path, command: str, log=print) -> Path:
     lines += ["## The lesson's table, measured", ""] + lesson_table(rows) + [""]
     lines += ["## Data efficiency", ""] + data_efficiency_lines(rows) + [""]
     lines += ["## What the numbers show", ""] + ([f"- {s}" for s in findings(rows)] or ["No run finished."]) + [""]
+    lines += labels_section(rows[0]["dataset"] if rows else "mnist")
     lines += why.section(study_dir)  # from why/probe.csv, when the study explained its ImageNet backbone
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{r['run']}`: {r['reason']}" for r in failed] + [""]
