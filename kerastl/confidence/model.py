@@ -3,16 +3,17 @@ how in-distribution the picture is, built from standard Keras layers only.
 
     probabilities = softmax(logits / T) * sigmoid((tau - min_c d_c(features)) / scale)
 
-d_c is the squared Mahalanobis distance of the penultimate features to class c
-(kerastl.confidence.detector). A digit near its class keeps its calibrated probability (the
+d_c is the squared Mahalanobis distance of the model's features to class c
+(kerastl.confidence.features, kerastl.confidence.detector). A digit near its class keeps its calibrated probability (the
 weight is about 1); a picture far from every class gets all its scores pushed towards 0. So ONE
 threshold on the top score, which app runtimes apply to a model's output on their own, abstains
 both when the model hesitates between classes and when the picture is like none of them.
 
-Only Dense, Multiply, Subtract, Reshape, GlobalMaxPooling1D, Rescaling and Activation: the model
-saves as model.keras and opens in plain Keras (no custom object), and every LiteRT variant, int8
-too, converts it to FULLY_CONNECTED, MUL, SUB, RESHAPE, REDUCE_MAX, LOGISTIC and SOFTMAX. The
-fitted numbers live in the layers' weights, so nothing else has to travel with the file."""
+Only Dense, Multiply, Subtract, Reshape, GlobalMaxPooling1D, GlobalAveragePooling2D, Concatenate,
+Rescaling and Activation: the model saves as model.keras and opens in plain Keras (no custom
+object), and every LiteRT variant, int8 too, converts it to FULLY_CONNECTED, MUL, SUB, MEAN,
+CONCATENATION, RESHAPE, REDUCE_MAX, LOGISTIC and SOFTMAX. The fitted numbers live in the layers'
+weights, so nothing else has to travel with the file."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kerastl.confidence.detector import GaussianDetector
-from kerastl.confidence.features import CLASSIFIER
+from kerastl.confidence.features import CLASSIFIER, feature_tensor
 
 OUTPUT = "probabilities"  # the output layer's name, as in every kerastl model (kerastl.models)
 
@@ -57,8 +58,7 @@ def gated_model(model, gate: Gate):
     import keras  # deferred: kerastl.confidence's numpy parts load without Keras
     from keras import layers
 
-    classifier = model.get_layer(CLASSIFIER)
-    features, logits = classifier.input, classifier.output
+    features, logits = feature_tensor(model), model.get_layer(CLASSIFIER).output
     width, classes = int(features.shape[-1]), int(logits.shape[-1])
     detector = gate.detector
 
