@@ -81,3 +81,21 @@ def test_mediapipe_returns_no_class_for_a_blank_picture(small_run, mnist):
     assert keras_answers.sum() >= 10 and np.sum((indices[1:] >= 0) != keras_answers) <= 1  # the same digits answered
     everything, _ = classify(path, blank, ANSWER_EVERYTHING)  # an app may ask for every class anyway
     assert everything[0] >= 0
+
+
+@pytest.mark.slow
+def test_the_export_measures_abstaining_and_the_model_card_explains_it(small_run):
+    export_dir = small_run.folder / runs.EXPORT_DIR
+    recorded = threshold.of_run(small_run.metrics)
+    abstain = json.loads((export_dir / "export_report.json").read_text())["abstain"]
+    assert abstain["pictures"] == {"test": 100, "fashion_mnist": 2000, "letters": 384, "noise": 1000, "blank": 10, "white": 10}
+    (row,) = abstain["rows"]
+    assert row["file"] == tflite_name("float32") and row["threshold"] == pytest.approx(recorded, rel=1e-6)
+    assert row["litert"]["blank"]["answered"] == 0.0 and row["litert"]["blank"]["auroc"] == 1.0
+    # the run measured the same 100 test images in Keras; LiteRT's float32 may differ on a picture at the threshold
+    assert row["litert"]["test"]["answered"] == pytest.approx(small_run.metrics["confidence"]["test_answered"], abs=0.011)
+    if MEDIAPIPE:
+        assert row["mediapipe"]["blank"] == 0.0 and row["mediapipe"]["test"] == pytest.approx(row["litert"]["test"]["answered"], abs=0.011)
+    card = (export_dir / "MODEL_CARD.md").read_text()
+    assert "## When it says not sure" in card and f"default score threshold of **{recorded:.4f}**" in card
+    assert "| `model_float32.tflite` | LiteRT | " in card and "it cannot say 'none of these'" not in card

@@ -55,9 +55,11 @@ def report_outcome(prog: str, report: dict, run_dir: Path, allow_drop: bool) -> 
     """Print the parity table, and a line on stderr if a file lost accuracy or MediaPipe refused it;
     the exit status."""
     from kerastl import runs
-    from kerastl.export import parity
+    from kerastl.export import abstain, parity
 
     print(parity.format_table(report))
+    if report.get("abstain"):
+        print(abstain.format_table(report["abstain"]))
     target = Path(run_dir) / runs.EXPORT_DIR
     drops = parity.flagged(report)
     if drops and not allow_drop:

@@ -15,11 +15,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from kerastl import runs
-from kerastl.confidence import threshold
+from kerastl.confidence import outside, threshold
+from kerastl.confidence.job import OUTSIDE_LIMIT
 from kerastl.errors import ExportFailed, UserError
 from kerastl.log import Log
 from kerastl.export import tensorflow_process
-from kerastl.export import metadata
+from kerastl.export import abstain, metadata
 from kerastl.export.convert import DEFAULT_INT8_IO, FORMATS, INT8_IO, QUANTIZATIONS, VARIANTS, convert_all, tflite_name
 from kerastl.export.folder import move_into_place, staging_folder
 from kerastl.export.model_card import ModelFacts, model_facts, write_model_card
@@ -96,6 +97,10 @@ def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibr
             _write_metadata(staging, quantize, int8_io, facts, log)
         report = check_all(model, run_dir / runs.MODEL, staging, formats, quantize, x_test, y_test, labels,
                            max_drop_pp, latency_repeats, threads, log)
+        if "tflite" in formats and threshold.of_run(metrics) is not None:
+            sets = outside.sets_for(config["dataset"], image_shape, config.get("outside"), OUTSIDE_LIMIT,
+                                    config.get("data_dir"), log)
+            report["abstain"] = abstain.measure(staging, quantize, x_test, sets, report["mediapipe"]["version"] is not None, log)
         report.update(
             run_dir=str(run_dir), dataset=config["dataset"], labels=labels,
             trained_backend=metrics.get("backend"), export_backend=runtime.backend(),

@@ -120,6 +120,7 @@ def model_card(facts: ModelFacts, report: dict[str, Any]) -> str:
         f"from this export's parity check (`{REPORT}`) on {report['test_images']:,} test images.",
         _contract(facts, report, height, width),
         _accuracy(report),
+        _not_sure(facts, report),
         _per_class(facts, report),
         _data(facts, report),
         _training(facts),
@@ -244,10 +245,62 @@ def _use_and_limits(facts: ModelFacts, height: int, width: int) -> str:
     else:
         limits = ("The model knows the pictures of its training folder only; pictures unlike them (other subjects, "
                   "lighting, framing) get answers that can be confidently wrong.")
+    answers = ("Below its threshold the file gives no class (see \"When it says not sure\"); the detector has seen "
+               "no outside pictures, so some kinds it was never measured on may still get a class." if _threshold(facts) is not None
+               else "The model always answers with one of its classes: it cannot say 'none of these', so a picture far "
+               "from the training data still gets a class.")
     return (f"## Intended use and limits\n\nFor classifying {facts.subject} into the {len(facts.classes)} classes above, "
-            f"on a device or in a browser. {limits} The model always answers with one of its classes: it cannot say "
-            f"'none of these', so a picture far from the training data still gets a class. Pictures are resized to "
+            f"on a device or in a browser. {limits} {answers} Pictures are resized to "
             f"{height}x{width}, so fine detail is lost.")
+
+
+def _threshold(facts: ModelFacts) -> float | None:
+    from kerastl.confidence import threshold
+
+    return threshold.of_run(facts.metrics)
+
+
+def _not_sure(facts: ModelFacts, report: dict[str, Any]) -> str:
+    """What the threshold in the files means for an app, with what was measured and its limits."""
+    chosen = _threshold(facts)
+    if chosen is None:
+        return ("## When it says not sure\n\nNever: the run had no validation split to choose a threshold on, so the "
+                "files carry none and every picture gets a class.")
+    c = facts.metrics["confidence"]
+    keep = 100 * c["keep_in_distribution"]
+    lines = [
+        "## When it says not sure",
+        "",
+        f"Every `.tflite` file carries a default score threshold of **{chosen:.4f}** in its metadata "
+        "(`ScoreThresholdingOptions` on the output). MediaPipe's ImageClassifier and the TFLite Task Library apply it "
+        "with their default options: a picture whose top score is below it gets **no class** (an empty list), which "
+        "an app shows as \"not sure\". An app may set its own `score_threshold` instead (MediaPipe reads 0 as unset).",
+        "",
+        f"The scores are the model's probabilities made honest on the validation split (temperature "
+        f"{c['temperature']:.3g}; test calibration error {100 * c.get('test_ece_before', 0):.2f} % -> "
+        f"{100 * c.get('test_ece_after', 0):.2f} %), multiplied by how close the picture lies to one of the classes in "
+        f"the model's features (a Gaussian per class, fitted on training pictures). The threshold keeps {keep:g} % of "
+        f"the validation pictures answered; on the test pictures it answered {100 * c.get('test_answered', 0):.2f} %, "
+        f"and {100 * c.get('test_answered_accuracy', 0):.2f} % of those answers were right.",
+    ]
+    abstain = report.get("abstain")
+    if abstain:
+        names = [n for n in abstain["pictures"] if n != "test"]
+        lines += ["", "Share answered, per file (pictures of no class: " + ", ".join(names) + "):", "",
+                  "| file | runtime | test | " + " | ".join(names) + " |", "| --- | --- |" + " --- |" * (len(names) + 1)]
+        for row in abstain["rows"]:
+            lines.append(f"| `{row['file']}` | LiteRT | {100 * row['litert']['test']['answered']:.1f} % | " + " | ".join(
+                f"{100 * row['litert'][n]['answered']:.1f} %" for n in names) + " |")
+            if "mediapipe" in row:
+                lines.append(f"| | MediaPipe | {100 * row['mediapipe']['test']:.1f} % | " + " | ".join(
+                    f"{100 * row['mediapipe'][n]:.1f} %" for n in names) + " |")
+        lines += ["", f"MediaPipe: the first {abstain['mediapipe_pictures']} pictures of each set."]
+    lines += ["", "Limits: the detector was fitted without any outside picture and measured only on the sets above. "
+              "Pictures close to the classes (a letter drawn like a digit, a new kind of object in the same style) "
+              "are the hardest and may still get a class; pictures of the classes taken unlike the training ones "
+              "(other lighting, framing, inverted colours) may get \"not sure\". Lower the threshold to answer more, "
+              "raise it to answer less."]
+    return "\n".join(lines)
 
 
 def _usage(ship: str, facts: ModelFacts) -> str:
