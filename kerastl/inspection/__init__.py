@@ -20,7 +20,6 @@ report. `python -m kerastl.inspect` is the command line.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 from kerastl import runs
 from kerastl.data.datasets import DATASETS
 from kerastl.errors import UserError
-from kerastl.inspection.findings import FINDINGS_CSV, Finding, sorted_findings, write_csv
+from kerastl.inspection.findings import FINDINGS_CSV, Finding, sorted_findings
 from kerastl.log import Log
 
 REPORT = "report.md"
@@ -90,15 +89,8 @@ def inspect(dataset: str | os.PathLike, output_dir: str | os.PathLike | None = N
     pixel_probabilities = labels.out_of_fold_probabilities(pictures.pixel_inputs(found.thumbs), found.labels)
     feature_probabilities = labels.out_of_fold_probabilities(embedded, found.labels)
     lap("heads")
-    label_rows = []
-    if feature_probabilities is not None:
-        for issue in labels.confident_learning(feature_probabilities, found.labels):
-            given, suggested = found.class_names[found.labels[issue.index]], found.class_names[issue.suggested]
-            label_rows.append(Finding(
-                "label", str(found.names[issue.index]), suggested, round(1 - issue.self_confidence, 4),
-                f"in {given}; a head that never saw it gives {given} {issue.self_confidence:.0%} and {suggested} "
-                f"{issue.suggested_probability:.0%}"))
-    else:
+    label_rows = labels.label_findings(found, feature_probabilities)
+    if feature_probabilities is None:
         log("inspect: a class has fewer than 2 pictures, so no out-of-fold head and no label check")
     all_findings = sorted_findings([*copied.findings, *label_rows, *oddities.oddities(found)])
     counts = {split: np.bincount(found.labels[found.splits == split], minlength=len(found.class_names)).tolist()
@@ -106,19 +98,8 @@ def inspect(dataset: str | os.PathLike, output_dir: str | os.PathLike | None = N
     floor = {"pixels": labels.accuracy(pixel_probabilities, found.labels),
              "features": labels.accuracy(feature_probabilities, found.labels)}
     result = Inspection(dataset, folder, found.class_names, counts, all_findings, copied.leaked, floor, 0.0, timings)
-    work = folder.parent / f".{folder.name}.partial-{os.getpid()}"
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    work.mkdir()
-    try:
-        write_csv(work / FINDINGS_CSV, all_findings)
-        result.seconds = time.perf_counter() - start
-        report.write(work, result, found)
-        lap("report")
-        if folder.exists():
-            folder.rmdir()  # an empty folder the user named
-        os.replace(work, folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    report.write_folder(folder, result, found, start)
+    lap("report")
     result.seconds = time.perf_counter() - start
     kinds = {kind: len(result.of_kind(kind)) for kind in dict.fromkeys(f.kind for f in all_findings)}
     log(f"inspect: {', '.join(f'{n} {kind}' for kind, n in kinds.items()) or 'no findings'}; "

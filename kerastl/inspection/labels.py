@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kerastl.inspection.findings import Finding
+
 FOLDS = 5
 MAX_ITER = 300
 COMPONENTS = 128  # principal components the head sees: a fit in seconds, not minutes, on MNIST's 784 pixels
@@ -95,3 +97,16 @@ def confident_learning(probabilities: np.ndarray, labels: np.ndarray) -> list[La
 
 def accuracy(probabilities: np.ndarray | None, labels: np.ndarray) -> float | None:
     return None if probabilities is None else float((probabilities.argmax(axis=1) == labels).mean())
+
+
+def label_findings(found, probabilities: np.ndarray | None) -> list[Finding]:
+    """`label` rows for `found` (kerastl.inspection.pictures.Pictures) from out-of-fold probabilities, worst first."""
+    if probabilities is None:
+        return []
+    rows = []
+    for issue in confident_learning(probabilities, found.labels):
+        given, suggested = found.class_names[found.labels[issue.index]], found.class_names[issue.suggested]
+        rows.append(Finding("label", str(found.names[issue.index]), suggested, round(1 - issue.self_confidence, 4),
+                            f"in {given}; a head that never saw it gives {given} {issue.self_confidence:.0%} and "
+                            f"{suggested} {issue.suggested_probability:.0%}"))
+    return rows

@@ -3,12 +3,15 @@ worst cases (a copy beside its match; a picture with its folder and the suggeste
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 
 from kerastl.files import atomic_write_text
-from kerastl.inspection.findings import FINDINGS_CSV, KINDS
+from kerastl.inspection.findings import FINDINGS_CSV, KINDS, write_csv
 from kerastl.inspection.pictures import Pictures
 from kerastl.plots import pyplot, save_figure
 from kerastl.text import percent
@@ -21,6 +24,23 @@ PAIRED = ("duplicate", "near_duplicate")
 
 def sheet_name(kind: str) -> str:
     return f"{kind}.png"
+
+
+def write_folder(folder: Path, result, pictures: Pictures, start: float) -> None:
+    """findings.csv, report.md and the figures, into a hidden folder renamed to `folder` at the end:
+    a failure or Ctrl-C leaves nothing half-written. `start`: when the inspection began."""
+    work = folder.parent / f".{folder.name}.partial-{os.getpid()}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work.mkdir()
+    try:
+        write_csv(work / FINDINGS_CSV, result.findings)
+        result.seconds = time.perf_counter() - start
+        write(work, result, pictures)
+        if folder.exists():
+            folder.rmdir()  # an empty folder the user named
+        os.replace(work, folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def write(folder: Path, result, pictures: Pictures) -> None:
