@@ -134,6 +134,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, problem):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # 13-26 s on the shared 2-core machine: a tiny fit
 def test_fit_counts_test_pictures_with_a_copy_in_train(tmp_path, capsys):
     from tests.helpers import run_fit
 
