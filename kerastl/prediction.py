@@ -23,9 +23,16 @@ from typing import Callable
 
 import numpy as np
 
+from kerastl import runs
 from kerastl.cli import OneLineParser, run_cli
+from kerastl.confidence import threshold
+from kerastl.data import DATASETS, IMAGE_SHAPE
+from kerastl.data.folders import check_image, load_images
 from kerastl.digit_image import INVERT_CHOICES, ImageError, to_mnist
+from kerastl.errors import UserError
+from kerastl.export.metadata import read_score_threshold
 from kerastl.log import Log
+from kerastl.model_files import load_predict_function, model_kind
 
 PROG = "kerastl.predict"
 EXIT_SOME_FAILED = 1
@@ -47,8 +54,6 @@ class Classifier:
     def mnist_style(self) -> bool:
         """A model of a built-in dataset (28x28, its class names): pictures are made MNIST-like. Its
         LiteRT files take RGB, and turn the grey digit (given as RGB by LiteRTModel) back to grey."""
-        from kerastl.data import DATASETS, IMAGE_SHAPE
-
         return self.image_shape[:2] == IMAGE_SHAPE[:2] and tuple(self.labels) in [d.class_names for d in DATASETS.values()]
 
     def pixels(self, image, invert: str) -> np.ndarray:
@@ -60,8 +65,6 @@ class Classifier:
 
 def load_classifier(model: str | Path, warn: Log = print) -> Classifier:
     """A run folder, `.keras` file, SavedModel folder or `.tflite` file, ready to classify pixels."""
-    from kerastl.model_files import load_predict_function, model_kind
-
     path = Path(model).expanduser()
     model_kind(path)
     labels = find_labels(path, warn)  # before the model: a damaged run folder fails before a framework loads
@@ -72,12 +75,7 @@ def load_classifier(model: str | Path, warn: Log = print) -> Classifier:
 def find_threshold(model: Path) -> float | None:
     """The abstain threshold: a `.tflite` file's own (its metadata), else the one in the metrics.json
     of the run the model belongs to (the run folder, the folder of its model.keras, or above export/)."""
-    from kerastl import runs
-    from kerastl.confidence import threshold
-
     if model.suffix == ".tflite":
-        from kerastl.export.metadata import read_score_threshold
-
         return read_score_threshold(model)
     folder = model if model.is_dir() else model.parent
     for run_dir in (folder, folder.parent):
@@ -88,8 +86,6 @@ def find_threshold(model: Path) -> float | None:
 
 def _decoded(image, shape: tuple[int, int, int]) -> np.ndarray:
     """Decoded and resized as the model's training images were (one TensorFlow function for both)."""
-    from kerastl.data.folders import check_image, load_images
-
     path = Path(image)
     if not path.is_file():
         raise ImageError("no such file" if not path.exists() else "not a file")
@@ -102,10 +98,6 @@ def _decoded(image, shape: tuple[int, int, int]) -> np.ndarray:
 def find_labels(model: Path, warn: Log = print) -> list[str]:
     """Class names: a labels.txt beside the model (or in a run's export/), else the dataset named in
     the run's config.yaml, else the digits 0-9 (with a warning)."""
-    from kerastl import runs
-    from kerastl.data import DATASETS
-    from kerastl.errors import UserError
-
     folder = model if model.is_dir() else model.parent
     for candidate in (folder, folder / runs.EXPORT_DIR, folder.parent):
         labels = runs.read_labels(candidate)
@@ -141,8 +133,6 @@ def predict(model, images: list[str | Path], top_k: int = 3, invert: str = "auto
     used (None: the model has none). Raises kerastl.UserError for a bad model or argument. The
     package exports it as `kerastl.predict(...)`.
     """
-    from kerastl.errors import UserError
-
     if not 1 <= top_k <= 10:
         raise UserError(f"top_k must be between 1 and 10, got {top_k}")
     if threshold is not None and not 0 <= threshold <= 1:

@@ -21,14 +21,18 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
+from kerastl.data.datasets import DATASETS, GREY_WEIGHTS
 from kerastl.errors import UserError
+from kerastl.files import atomic_write_text
 from kerastl.log import Log
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -45,7 +49,6 @@ GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 class FileImages:
     """Images as files, shaped like a uint8 array [n, height, width, channels] for the code that
     splits, batches and predicts: `len`, indexing with an index array, `shape`, `dtype`."""
-
     paths: np.ndarray  # absolute paths (str objects)
     size: tuple[int, int]  # stored height, width
     channels: int
@@ -78,7 +81,6 @@ class FileImages:
 @dataclass
 class FolderData:
     """A scanned folder: class names, the files of each split and how they are stored."""
-
     root: Path
     class_names: list[str]
     files: dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (paths, labels)
@@ -109,8 +111,6 @@ def stored_at(splits, data, side: int):
 def cached_on_disk(splits, cache: Path):
     """The training and validation images of a folder, cached by tf.data in `cache` (a run's
     backup/ folder, removed when the run finishes; rebuilt when an interrupted run resumes)."""
-    import shutil
-
     shutil.rmtree(cache, ignore_errors=True)  # a cache an interrupted run left may be incomplete
     cache.mkdir(parents=True)
     splits.x_train = splits.x_train.cached_at(cache / "train")
@@ -128,7 +128,6 @@ def decode_image(path, size: tuple[int, int], channels: int):
     (colour to grey with PIL's weights), resized with antialiasing to `size`, rounded."""
     import tensorflow as tf
 
-    from kerastl.data.datasets import GREY_WEIGHTS
 
     image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
     native = tf.shape(image)[-1]
@@ -182,7 +181,6 @@ def file_dataset(images: FileImages, labels: np.ndarray, weights: np.ndarray | N
 
 
 def is_folder_dataset(name: str) -> bool:
-    from kerastl.data.datasets import DATASETS
 
     return name not in DATASETS
 
@@ -277,8 +275,6 @@ def _check_classes(root: Path, layout: dict[str, Path], listed: dict[str, dict[s
 
 def check_image(path: str) -> tuple[dict | None, str | None]:
     """({size, grey}, None) for a usable image, or (None, reason)."""
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             if image.format not in FORMATS:
@@ -393,8 +389,6 @@ def split_text(data: FolderData) -> str:
 
 def record_split(path: Path, data: FolderData) -> None:
     """Write the run's split file; a resumed run checks that its folder still gives the same one."""
-    from kerastl.files import atomic_write_text
-
     text = split_text(data)
     if path.is_file():
         if path.read_text() != text:

@@ -11,10 +11,12 @@ import os
 import sys
 from pathlib import Path
 
+from kerastl import runs
 from kerastl.cli import EXIT_ACCURACY_DROP, EXIT_EXPORT_FAILED, OneLineParser, run_cli
 from kerastl.errors import ExportFailed
 from kerastl.export.convert import DEFAULT_INT8_IO, FORMATS, INT8_IO, QUANTIZATIONS
 from kerastl.export.job import CALIBRATION_IMAGES, export_run
+from kerastl.export import abstain, parity
 from kerastl.export.parity import MAX_DROP_PP
 from kerastl.litert import LATENCY_REPEATS
 
@@ -54,9 +56,6 @@ def parse_args(argv=None):
 def report_outcome(prog: str, report: dict, run_dir: Path, allow_drop: bool) -> int:
     """Print the parity table, and a line on stderr if a file lost accuracy or MediaPipe refused it;
     the exit status."""
-    from kerastl import runs
-    from kerastl.export import abstain, parity
-
     print(parity.format_table(report))
     if report.get("abstain"):
         print(abstain.format_table(report["abstain"]))

@@ -17,6 +17,7 @@ import numpy as np
 from kerastl import runs
 from kerastl.confidence import outside, threshold
 from kerastl.confidence.job import OUTSIDE_LIMIT
+from kerastl.data import DATASETS, folders, load_arrays
 from kerastl.errors import ExportFailed, UserError
 from kerastl.log import Log
 from kerastl.export import tensorflow_process
@@ -26,6 +27,7 @@ from kerastl.export.folder import move_into_place, staging_folder
 from kerastl.export.model_card import ModelFacts, model_facts, write_model_card
 from kerastl.export.parity import MAX_DROP_PP, REPORT, check_all
 from kerastl.litert import LATENCY_REPEATS
+from kerastl.model_files import load_keras_model
 
 CALIBRATION_IMAGES = 500
 
@@ -67,8 +69,6 @@ def export_run(
 def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibration_images, latency_repeats,
             max_drop_pp, threads, log: Log) -> dict[str, Any]:
     from kerastl import runtime  # imports Keras: on the TensorFlow backend by now
-    from kerastl.data import folders
-    from kerastl.model_files import load_keras_model
 
     # Prepare: the run's model, its class names, the test and calibration images
     config, metrics = runs.read_config(run_dir), _metrics(run_dir)
@@ -138,7 +138,6 @@ def _write_metadata(folder: Path, quantize: Sequence[str], int8_io: str, facts: 
 
 
 def _labels(run_dir: Path, config: dict[str, Any]) -> list[str]:
-    from kerastl.data import DATASETS
 
     dataset = DATASETS.get(config["dataset"])
     labels = runs.read_labels(run_dir) or (list(dataset.class_names) if dataset else None)
@@ -150,8 +149,6 @@ def _labels(run_dir: Path, config: dict[str, Any]) -> list[str]:
 def _images(run_dir: Path, config: dict[str, Any], image_shape: tuple[int, int, int], log: Log):
     """(x_test, y_test, x_train): the built-in dataset's arrays, or the files of the image folder's
     test and training splits as the run recorded them (decoded at the model's input size)."""
-    from kerastl.data import folders, load_arrays
-
     if not folders.is_folder_dataset(config["dataset"]):
         arrays = load_arrays(config["dataset"], data_dir=config.get("data_dir"), log=log)
         return arrays["x_test"], arrays["y_test"], arrays["x_train"]

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from kerastl import runs
+from kerastl.backbones import backbone_spec
+from kerastl.data.datasets import DATASETS, GREY_WEIGHTS
 from kerastl.export.convert import tflite_name
 from kerastl.export.parity import REPORT, human_size
 from kerastl.modes import BACKBONE_MODES
@@ -25,7 +27,6 @@ MODEL_CARD = "MODEL_CARD.md"
 @dataclass(frozen=True)
 class ModelFacts:
     """What the model is, for people (the card) and for app runtimes (the metadata)."""
-
     name: str  # e.g. "kerastl cnn, mnist"
     subject: str  # what it classifies, e.g. "handwritten digits (MNIST)"
     version: str  # the run folder's name
@@ -57,8 +58,6 @@ class ModelFacts:
 def model_facts(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any], labels: list[str],
                 image_shape: tuple[int, int, int]) -> ModelFacts:
     """The facts of a run folder's model, from its config.yaml and metrics.json."""
-    from kerastl.data.datasets import DATASETS
-
     dataset = config["dataset"]
     if dataset not in DATASETS:
         subject = f"images like those of the folder {Path(dataset).name}"
@@ -81,7 +80,6 @@ def _weights(config: dict[str, Any]) -> str:
     if weights != "imagenet":
         return f"{backbone} started from the weights in {weights} (their licence is not known to kerastl)"
     try:
-        from kerastl.backbones import backbone_spec
 
         licence = backbone_spec(backbone).imagenet_licence or "not known to kerastl"
     except Exception:  # a keras-hub preset that cannot be opened now: the card is still written
@@ -132,7 +130,6 @@ def model_card(facts: ModelFacts, report: dict[str, Any]) -> str:
 
 
 def _contract(facts: ModelFacts, report: dict[str, Any], height: int, width: int) -> str:
-    from kerastl.data.datasets import GREY_WEIGHTS
 
     io = report.get("int8_io")
     int8 = f"`{io}` for the full-integer file (`--int8-io {io}`" + (", which MediaPipe refuses)" if io == "int8" else ")")
@@ -237,7 +234,6 @@ def _data_health(m: dict[str, Any]) -> str:
 
 
 def _use_and_limits(facts: ModelFacts, height: int, width: int) -> str:
-    from kerastl.data.datasets import DATASETS
 
     dataset = facts.config["dataset"]
     if dataset in DATASETS:

@@ -17,9 +17,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from kerastl.errors import ExportFailed, first_line
+from kerastl.export import mediapipe_check
 from kerastl.export.convert import SAVED_MODEL, tflite_name
-from kerastl.litert import LATENCY_REPEATS, median_latency_ms
+from kerastl.litert import LATENCY_REPEATS, LiteRTModel, interpreter_class, median_latency_ms
 from kerastl.log import Log
+from kerastl.model_files import keras_predict, saved_model_predict
 
 MAX_DROP_PP = 0.5
 REPORT = "export_report.json"  # in export/: the report as JSON
@@ -28,7 +30,6 @@ REPORT = "export_report.json"  # in export/: the report as JSON
 @dataclass
 class Candidate:
     """One artifact to measure: a batched predict function and a single-image call for timing."""
-
     name: str
     path: Path
     predict: Callable[[np.ndarray], np.ndarray]  # uint8 pixels [n, H, W, channels] -> probabilities [n, classes]
@@ -39,9 +40,6 @@ class Candidate:
 def candidates(model, model_path: Path, folder: Path, formats: Sequence[str], quantize: Sequence[str],
                threads: int | None) -> tuple[Candidate, list[Candidate]]:
     """The Keras model (the reference) and every exported file in `folder`, each as a Candidate."""
-    from kerastl.litert import LiteRTModel
-    from kerastl.model_files import keras_predict, saved_model_predict
-
     # timed as `predict` runs it (compiled, one batch): an eager `model(x)` call measures Python's
     # dispatch of every layer (EfficientNet-Lite0: 103 ms against 9 ms) and made a finetune export
     # spend half a minute timing the reference
@@ -62,9 +60,6 @@ def check_all(model, model_path: Path, folder: Path, formats: Sequence[str], qua
               labels: Sequence[str], max_drop_pp: float, latency_repeats: int, threads: int | None,
               log: Log = print) -> dict[str, Any]:
     """Run every file in `folder` on the test images with the runtimes a device uses; the parity report."""
-    from kerastl.export import mediapipe_check
-    from kerastl.litert import interpreter_class
-
     version, not_checked = mediapipe_check.availability() if "tflite" in formats else (None, "no LiteRT files")
     try:
         reference, artifacts = candidates(model, model_path, folder, formats, quantize, threads)
@@ -80,8 +75,6 @@ def check_all(model, model_path: Path, folder: Path, formats: Sequence[str], qua
 def in_mediapipe(path: Path, x, y, reference_top1: np.ndarray, labels: Sequence[str], log) -> dict[str, Any]:
     """One file in MediaPipe's ImageClassifier on the test images: accuracy, agreement with the
     Keras model, whether it names the classes as labels.txt does; or why it was refused."""
-    from kerastl.export import mediapipe_check
-
     log(f"parity: running {path.name} in MediaPipe's ImageClassifier on {len(x)} test images")
     try:
         top1, names = mediapipe_check.classify(path, x, mediapipe_check.ANSWER_EVERYTHING)  # every top class, as Keras gives it
