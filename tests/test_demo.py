@@ -68,7 +68,10 @@ def test_the_page_answers_as_kerastl_predict_does(mlp_run, mnist, tmp_path):
         status, _, answer = request(url + "predict", seven.read_bytes())
         (result,) = json.loads(answer)["results"]
         assert status == 200 and result["name"] == "mlp"
-        expected = kerastl.predict(mlp_run, [seven])[0]["predictions"]  # the command's answer for the same file
+        answered = kerastl.predict(mlp_run, [seven])[0]  # the command's answer for the same file
+        expected = answered["predictions"]
+        assert result["threshold"] == answered["threshold"] == mlp_run.metrics["confidence"]["threshold"]
+        assert result["abstained"] == answered["abstained"] == (expected[0]["probability"] < answered["threshold"])
         assert [p["label"] for p in result["predictions"]] == [p["label"] for p in expected] and expected[0]["label"] == "7"
         assert [p["probability"] for p in result["predictions"]] == pytest.approx([p["probability"] for p in expected], abs=1e-6)
         seen = np.asarray(Image.open(_data_url_file(result["input"], tmp_path / "seen.png")))

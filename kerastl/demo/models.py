@@ -119,6 +119,8 @@ def classify(models: list[DemoModel], image: bytes) -> list[dict]:
                 answers.append({"name": model.name, "error": str(exc)})
                 continue
             probabilities = model.classifier.predict(pixels[None])[0]
+            threshold = model.classifier.threshold  # the run's abstain threshold (kerastl.confidence), or None
             answers.append({"name": model.name, "predictions": top_classes(probabilities, model.classifier.labels, TOP_K),
-                            "input": png_data_url(pixels)})
+                            "abstained": threshold is not None and float(probabilities.max()) < threshold,
+                            "threshold": threshold, "input": png_data_url(pixels)})
     return answers
