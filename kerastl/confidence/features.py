@@ -5,9 +5,9 @@ gives the logits, a softmax named "probabilities" follows. Its input is the penu
 vector (the CNN's 128-wide dense layer, a backbone's pooled features). Where the model's own graph
 has convolution blocks (the CNN's ReLU layers on feature maps), each block's map is averaged over
 its pixels and joined to the penultimate features, as Lee et al. 2018 combine layers: on the
-default CNN on MNIST this halved the capital letters answered at the threshold (45 % -> 23 %) and
-took Fashion-MNIST from 5 % to 0 % (benchmarks/outside_pictures.py). A backbone's blocks live
-inside its own model, so a transfer model uses its pooled features alone."""
+default CNN on MNIST (the same trained weights, the threshold keeping 99 % of validation digits)
+the rendered capital letters answered fell from 44.5 % to 30.2 % and Fashion-MNIST from 5.8 % to
+0 %. A backbone's blocks live inside its own model, so a transfer model uses its pooled features alone."""
 
 from __future__ import annotations
 

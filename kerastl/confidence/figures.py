@@ -40,19 +40,20 @@ def score_histograms(top_scores: Mapping[str, np.ndarray], threshold: float, pat
     """The saved model's top score for the test pictures and each outside set, one histogram each
     (share of the set per bin), with the threshold: below it the app answers "not sure"."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.4))
+    fig, ax = plt.subplots(figsize=(10, 4.4))
     edges = np.linspace(0, 1, 41)
+    colours = iter(plt.get_cmap("tab10").colors)
     for name, scores in top_scores.items():
         share = np.histogram(np.clip(scores, 0, 1), edges)[0] / max(len(scores), 1) * 100
         answered = 100 * float(np.mean(scores >= threshold))
         label = f"{name} ({len(scores):,}; answered {answered:.1f} %)"
-        ax.stairs(share, 100 * edges, lw=2.2 if name == inside else 1.4, label=label,
-                  color="black" if name == inside else None)
+        ax.stairs(share, 100 * edges, lw=2.4 if name == inside else 1.5, label=label,
+                  color="black" if name == inside else next(colours))
     ax.axvline(100 * threshold, color="red", ls="--", lw=1.2, label=f"threshold {100 * threshold:.1f} %")
     ax.set_yscale("log")
     ax.set_xlabel("top score of the saved model (%)")
     ax.set_ylabel("share of the set in the bin (%, log scale)")
     ax.set_title(f"{title}\ntop score, pictures of the classes ({inside}) against pictures of none")
-    ax.legend(loc="upper center", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
