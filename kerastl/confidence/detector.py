@@ -22,6 +22,11 @@ class GaussianDetector:
     whiten: np.ndarray  # [d, d]: z = f @ whiten
     means: np.ndarray  # [classes, d]: the class means, whitened
 
+    @property
+    def centre(self) -> np.ndarray:
+        """The mean of the whitened class means, [d]: the graph subtracts it from z and the means."""
+        return self.means[np.abs(self.means).max(axis=1) < 1e5].mean(axis=0)
+
     @classmethod
     def fit(cls, features: np.ndarray, y: np.ndarray, classes: int) -> "GaussianDetector":
         f = np.asarray(features, "float64")

@@ -71,11 +71,12 @@ def gated_model(model, gate: Gate):
 
     scaled = layers.Rescaling(1.0 / gate.temperature, dtype="float32", name="temperature")(logits)
     calibrated = layers.Activation("softmax", dtype="float32", name="calibrated")(scaled)
-    z = frozen(layers.Dense(width, use_bias=False, dtype="float32", name="ood_whiten"), detector.whiten)(features)
+    z = frozen(layers.Dense(width, dtype="float32", name="ood_whiten"), detector.whiten, -detector.centre)(features)
     squared = frozen(layers.Dense(1, use_bias=False, dtype="float32", name="ood_norm"),
                      np.ones((width, 1)))(layers.Multiply(dtype="float32", name="ood_square")([z, z]))  # ||z||^2
+    means = detector.means - detector.centre  # centred: the terms that cancel stay small in an int8 file's ranges
     cross = frozen(layers.Dense(classes, dtype="float32", name="ood_cross"),
-                   2.0 * detector.means.T, -(detector.means ** 2).sum(axis=1))(z)  # 2 z.m_c - ||m_c||^2
+                   2.0 * means.T, -(means ** 2).sum(axis=1))(z)  # 2 z.m_c - ||m_c||^2
     minus_distance = layers.Subtract(dtype="float32", name="ood_minus_distance")([cross, squared])  # -d_c
     per_class = layers.Reshape((classes, 1), name="ood_classes")(minus_distance)
     nearest = layers.GlobalMaxPooling1D(dtype="float32", name="ood_nearest")(per_class)  # -min_c d_c

@@ -29,6 +29,17 @@ def constant(shape: tuple[int, int, int], value: int, count: int = 10) -> np.nda
     return np.full((count, *shape), value, np.uint8)
 
 
+CALIBRATION_EXTRAS = 10  # noise, blank and white pictures each, added to an int8 file's calibration images
+
+
+def calibration_extras(shape: tuple[int, int, int]) -> np.ndarray:
+    """Pictures of no class for a gated model's full-integer calibration: with digits alone, the
+    int8 ranges of the gate's squared norms saturate on far-away pictures and their distances come
+    out too small (the default CNN's int8 file answered every blank picture; with these 0 %)."""
+    return np.concatenate([uniform_noise(shape, CALIBRATION_EXTRAS, seed=1), constant(shape, 0, CALIBRATION_EXTRAS),
+                           constant(shape, 255, CALIBRATION_EXTRAS)])
+
+
 def letters(count_per_font: int = 1, rotations: tuple[float, ...] = (0.0, -10.0, 10.0)) -> np.ndarray:
     """Capital letters drawn white on black, each fitted MNIST-style (a 20-pixel box centred by its
     centre of mass in 28x28, kerastl.digit_image.fit_digit): [n, 28, 28, 1] uint8."""

@@ -88,6 +88,8 @@ def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibr
     if isinstance(x_test, folders.FileImages):  # an image folder's files: decode the ones used
         log(f"export: decoding {len(x_test)} test and {len(calibration)} calibration images of {config['dataset']}")
         x_test, calibration = x_test.load(), calibration.load()
+    if threshold.of_run(metrics) is not None:  # a gated model: int8 ranges that also hold far-away pictures' distances
+        calibration = np.concatenate([calibration, outside.calibration_extras(image_shape)])
 
     # Convert, prove on the test set, then move into place
     staging = staging_folder(run_dir, runs.EXPORT_DIR)
