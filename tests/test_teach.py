@@ -124,8 +124,7 @@ def test_add_train_poll_predict_export_and_reopen(shapes, tmp_path):
         cnn_dir = output / exported["runs"][1]
         assert runs.read_config(cnn_dir)["mode"] == "cnn" and runs.read_labels(cnn_dir) == list(SHAPES)
 
-    # Reopened: the same classes; retraining computes no feature again. The server then stops with
-    # the CNN still training: the training stops too, and says so.
+    # Reopened: the same classes; retraining computes no feature again; Stop stops the CNN.
     with teaching(output) as url:
         assert [(c["name"], c["examples"]) for c in call(url + "api/classes")[1]] == [(name, PER_CLASS) for name in SHAPES]
         assert call(url + "api/train", "POST")[0] == 202
@@ -133,6 +132,11 @@ def test_add_train_poll_predict_export_and_reopen(shapes, tmp_path):
             assert status["state"] == "running"
             time.sleep(0.2)
         assert status["results"]["transfer"]["features_computed"] == 0
+        status, stopped = call(url + "api/train/stop", "POST")  # the CNN stops after its current step
+        assert status == 200
+        stopped = wait_for_training(url)
+        assert stopped["state"] == "failed" and stopped["error"] == "stopped before it finished", stopped
+        assert call(url + "api/predict", "POST", square.read_bytes())[0] == 409  # nothing finished in this server
 
 
 def test_bad_requests_get_one_clear_line_and_the_server_stays_up(shapes, tmp_path):

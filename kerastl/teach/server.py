@@ -10,6 +10,7 @@
     DELETE /api/classes/NAME                    -> the classes
     POST   /api/train                           starts a training (202); 409 while one runs
     GET    /api/train                           {"state", "progress", "results", "error", "labels", "pictures"}
+    POST   /api/train/stop                      stops a running training after its current step -> the status
     POST   /api/predict                         one picture -> {"results": [{"model", "title", "top": [{"label", "probability"}]}]}
     POST   /api/export                          -> {"run", "runs", "files", ...} once a training is done
     GET    /files/runs/...                      a file of an exported run (the page's download links)
@@ -83,6 +84,8 @@ def make_server(teacher: Teacher, host: str, port: int):
                     return json_reply(teacher.start(), HTTPStatus.ACCEPTED)
                 case "GET", ["train"]:
                     return json_reply(teacher.status())
+                case "POST", ["train", "stop"]:
+                    return json_reply(teacher.stop(wait=0))
                 case "POST", ["predict"]:
                     return json_reply(teacher.predict(self.body()))
                 case "POST", ["export"]:

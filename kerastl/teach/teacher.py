@@ -108,11 +108,13 @@ class Teacher:
             self._thread.start()
             return self.status()
 
-    def stop(self, wait: float = 30.0) -> None:
-        """Ask a running training to stop after its current step (Ctrl-C), and wait for it."""
+    def stop(self, wait: float = 30.0) -> dict:
+        """Ask a running training to stop after its current step (the page's Stop, Ctrl-C), wait up
+        to `wait` seconds for it, and return the status. The last finished models stay."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(wait)
+        return self.status()
 
     def status(self) -> dict:
         with self._state_lock:
@@ -140,7 +142,7 @@ class Teacher:
             self._train_transfer(job, started)
             self._train_scratch(job, started)
         except KeyboardInterrupt:
-            self._finish(job, "failed", "stopped")
+            self._finish(job, "failed", "stopped before it finished")
         except Exception as exc:  # the page shows it; the server and the last models stay
             from kerastl.errors import first_line
 
