@@ -117,7 +117,7 @@ def test_add_train_poll_predict_export_and_reopen(shapes, tmp_path):
         assert report["labels"] == list(SHAPES)
         if report["mediapipe"].get("version"):  # MediaPipe's ImageClassifier loaded the file and named the classes
             (row,) = [r for r in report["rows"] if r["file"] == "model_float32.tflite"]
-            assert not row["mediapipe"]["refused"] and row["mediapipe"]["agreement"] >= 0.9, row
+            assert not row["mediapipe"]["refused"] and row["mediapipe"]["class_names_match"] and row["mediapipe"]["agreement"] >= 0.9, row
         assert "## How kerastl.teach scored it" in (run_dir / "export" / "MODEL_CARD.md").read_text()
         with urllib.request.urlopen(url + "files/" + urllib.parse.quote(exported["files"][0]), timeout=60) as download:
             assert download.read() == (output / exported["files"][0]).read_bytes()
