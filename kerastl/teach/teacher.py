@@ -181,6 +181,8 @@ class Teacher:
         score = training.score(fit_and_predict, job.targets, classes, lambda f, step: report(0.3 + 0.7 * f, step))
         report(0.3 + 0.7 * score.share_of_work, "the final head, on every picture")
         head = training.head_model(training.fit_head(features, job.targets, config["seed"]), classes, config["dropout"])
+        with self._model_lock:  # one picture through both, once: the first Try it does not wait for Keras to trace them
+            head.predict_on_batch(extractor.of_pixels(np.zeros((1, extractor.size, extractor.size, 3), "uint8")))
         title = f"{extractor.transfer.backbone.name}, ImageNet weights, frozen, at {extractor.size} px; a new head"
         self._publish(job, TRANSFER, title, score, head, config, started)
 
@@ -201,6 +203,7 @@ class Teacher:
         score = training.score(fit_and_predict, job.targets, len(job.labels), report)
         share = score.share_of_work
         model = cnn.fit(np.arange(len(job.targets)), lambda f: report(share + (1 - share) * f, "the final CNN, on every picture"))
+        cnn.predict(np.arange(1))  # one picture, as Try it sends them: traced now, not at the first try
         score.epochs = config["epochs"]
         self._publish(job, SCRATCH, "CNN from scratch (kerastl's cnn), trained on these pictures only", score, model, config, started)
 
