@@ -91,7 +91,7 @@ def test_keywords_are_the_flags_both_from_the_schema():
     keywords = set(inspect.signature(run).parameters) - {"callbacks", "log", "options"}
     flags = {action.dest for action in fit.build_parser()._actions} - {"help"}  # old flag names share their new dest
     assert flags == keywords | set(OPTIONS) and keywords == {"mode", "config", "resume"}
-    assert len(OPTIONS) == 28 and all(SCHEMA[name].option for name in OPTIONS)
+    assert len(OPTIONS) == 30 and all(SCHEMA[name].option for name in OPTIONS)
     helps = {action.dest: action.help for action in fit.build_parser()._actions}
     assert helps["min_steps"] == SCHEMA["min_steps"].meaning and f"min_steps: {SCHEMA['min_steps'].meaning}" in run.__doc__
     with pytest.raises(kerastl.UserError, match=r"^kerastl.run: unknown option epoch \(known: dataset, "):

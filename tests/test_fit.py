@@ -41,7 +41,8 @@ def test_mlp_run_learns_and_writes_the_run_folder(tmp_path, capsys):
     assert metrics["parameters"] == 669_706 and metrics["images_per_second"] > 0
     # only what a user needs remains: no resume state, no lock, no stray weights
     assert {p.name for p in run.iterdir()} == {
-        "model.keras", "history.csv", "metrics.json", "config.yaml", "labels.txt", "curves.png", "confusion.png", "test_predictions.npz"}
+        "model.keras", "history.csv", "metrics.json", "config.yaml", "labels.txt", "curves.png", "confusion.png", "test_predictions.npz",
+        "reliability.png", "abstain_scores.png"}  # the last two: kerastl.confidence's figures
     with open(run / "history.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
 

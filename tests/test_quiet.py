@@ -10,7 +10,7 @@ import pytest
 from kerastl.quiet import filtered_stderr
 from tests.helpers import ROOT
 
-KERASTL_LINE = re.compile(r"^(kerastl[.:]|data: |stage \w+: |test: |weights: |feature: |pretrain: |figures: |done: )")
+KERASTL_LINE = re.compile(r"^(kerastl[.:]|data: |stage \w+: |test: |weights: |feature: |pretrain: |figures: |confidence: |done: )")
 KERAS_PROGRESS = re.compile(r"^(Epoch \d+/\d+|\d+/\d+ .*step.*)$")
 
 
