@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from kerastl.cli import OneLineParser, run_cli
-from kerastl.web.server import DEFAULT_HOST  # this machine only; --host 0.0.0.0 shows the page to your network
+from kerastl.web.server import add_address_arguments, parse_address_arguments  # --host 0.0.0.0 shows the page to your network
 
 PROG = "kerastl.demo"
 DEFAULT_PORT = 8000
@@ -23,12 +23,8 @@ def parse_args(argv=None):
     p = OneLineParser(prog=PROG, description="A local web page: draw a digit or drop a picture and compare the models' top 3 classes.")
     p.add_argument("models", nargs="+", metavar="RUN_DIR",
                    help="run folders (or .keras / SavedModel / .tflite files); a kerastl.compare study folder gives its best MLP, CNN and fine-tuned runs")
-    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0: any free port)")
-    args = p.parse_args(argv)
-    if not 0 <= args.port <= 65535:
-        p.error(f"--port {args.port}: must be between 0 and 65535")
-    return args
+    add_address_arguments(p, DEFAULT_PORT)
+    return parse_address_arguments(p, argv)
 
 
 def main(argv=None) -> int:

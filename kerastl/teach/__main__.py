@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kerastl.cli import OneLineParser, run_cli
 from kerastl.errors import UserError
-from kerastl.web.server import DEFAULT_HOST
+from kerastl.web.server import add_address_arguments, parse_address_arguments
 
 PROG = "kerastl.teach"
 DEFAULT_PORT = 8001  # beside the demo's 8000
@@ -30,12 +30,8 @@ def parse_args(argv=None):
     p.add_argument("--output-dir", default=DEFAULT_OUTPUT,
                    help=f"the session's folder: pictures/, cache/, runs/ (default: {DEFAULT_OUTPUT}; an existing one is reopened)")
     p.add_argument("--backbone", default="efficientnet_lite0", help="the pretrained backbone (default: efficientnet_lite0)")
-    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0: any free port)")
-    args = p.parse_args(argv)
-    if not 0 <= args.port <= 65535:
-        p.error(f"--port {args.port}: must be between 0 and 65535")
-    return args
+    add_address_arguments(p, DEFAULT_PORT)
+    return parse_address_arguments(p, argv)
 
 
 def main(argv=None) -> int:

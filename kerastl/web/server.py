@@ -111,6 +111,20 @@ class Handler(BaseHTTPRequestHandler):
         pass  # one line per request would bury the URL; errors reach the page as JSON
 
 
+def add_address_arguments(parser, default_port: int) -> None:
+    """The --host and --port flags every kerastl page takes."""
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST}, this machine only)")
+    parser.add_argument("--port", type=int, default=default_port, help=f"port (default: {default_port}; 0: any free port)")
+
+
+def parse_address_arguments(parser, argv):
+    """`parser`'s arguments, with --port checked (a bad one: one line, exit 2)."""
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port {args.port}: must be between 0 and 65535")
+    return args
+
+
 def listen(handler: type[Handler], host: str, port: int) -> ThreadingHTTPServer:
     """A server bound to host:port (port 0: any free port), not yet serving; UserError if it cannot bind."""
     try:
