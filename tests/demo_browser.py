@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import shutil
 import sys
-import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -29,17 +28,11 @@ def chromium() -> str | None:
 def serving(model_paths) -> Iterator[str]:
     """The demo server for these models, in a thread of this process; yields its URL."""
     from kerastl.demo import models, server
-    from kerastl.web.server import url_of
+    from tests.helpers import in_a_thread
 
     loaded = models.load_models(models.models_to_show(model_paths), warn=lambda _: None)
-    httpd = server.make_server(loaded, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield url_of(httpd)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with in_a_thread(server.make_server(loaded, "127.0.0.1", 0)) as url:
+        yield url
 
 
 @contextlib.contextmanager

@@ -1,9 +1,11 @@
 """What the tests share: running commands in process and as processes, writing run folders and
 image folders, a prepared run for a single stage, and a few constants. Fixtures are in conftest.py."""
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +141,18 @@ def make_image_folder(root: Path, per_class: int = 12, seed: int = 0, classes=SH
             image.convert(mode).save(folder / f"{name}{i:03d}.{ext}")
     (root / classes[0] / "notes.txt").write_text("not an image\n")
     return root
+
+
+@contextlib.contextmanager
+def in_a_thread(httpd):
+    """A kerastl page's server (demo, teach) serving in a thread of this process; yields its URL and
+    shuts it down afterwards."""
+    from kerastl.web.server import url_of
+
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield url_of(httpd)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -11,7 +11,6 @@ import contextlib
 import math
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -29,17 +28,13 @@ def teaching(output_dir, **options) -> Iterator[str]:
     from kerastl.teach.server import make_server
     from kerastl.teach.session import Session
     from kerastl.teach.teacher import Teacher
-    from kerastl.web.server import url_of
+    from tests.helpers import in_a_thread
 
     teacher = Teacher(Session(output_dir), log=lambda _: None, **{**QUICK, **options})
-    httpd = make_server(teacher, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield url_of(httpd)
+        with in_a_thread(make_server(teacher, "127.0.0.1", 0)) as url:
+            yield url
     finally:
-        httpd.shutdown()
-        httpd.server_close()
         teacher.stop()
 
 
