@@ -110,7 +110,7 @@ SCHEMA: dict[str, Key] = {
     "keep_in_distribution": Key((int, float), lambda v: 0.5 <= v <= 1, 0.99, "share of the validation pictures the abstain "
                                 "threshold keeps answering (kerastl.confidence); below it, predict says unknown"),
     "outside": Key((str,), None, None, "image folders: a folder of pictures that belong to no class, to measure how "
-                   "often the model answers them (default: noise and blank pictures)"),
+                   "often the model answers them (noise, blank and white pictures are always measured)"),
     "export": Key((bool,), None, False, "export SavedModel and LiteRT afterwards"),
     "tensorboard": Key((bool,), None, False, "log to <run>/tensorboard with Keras' TensorBoard callback"),
     "cpu": Key((dict,), None, {}, "overrides applied when no accelerator is present", option=False),

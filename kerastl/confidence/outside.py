@@ -1,8 +1,8 @@
 """Pictures outside every class, to measure how often a model answers them: for MNIST, the
 Fashion-MNIST test pictures, capital letters that look like no digit (rendered MNIST-style from
-the DejaVu fonts matplotlib ships), uniform noise, blank and all-white pictures; for
-Fashion-MNIST, the MNIST test digits, noise and blank; for an image folder, `--outside FOLDER`
-(pictures of no class) when given, else noise and blank.
+the DejaVu fonts matplotlib ships); for Fashion-MNIST, the MNIST test digits; for an image
+folder, `--outside FOLDER` (pictures of no class) when given; and for every dataset uniform
+noise, blank and all-white pictures (a camera pointed at nothing, or overexposed).
 
 Every set is uint8 pixels of the model's stored shape, seeded, at most `limit` pictures."""
 
@@ -83,10 +83,10 @@ def sets_for(dataset: str, shape: tuple[int, int, int], outside_folder: str | No
     def other(name):
         return lambda: load_arrays(name, data_dir, log=log)["x_test"][:limit]
 
-    common = {"noise": lambda: uniform_noise(shape, min(SYNTHETIC, limit)), "blank": lambda: constant(shape, 0)}
+    common = {"noise": lambda: uniform_noise(shape, min(SYNTHETIC, limit)), "blank": lambda: constant(shape, 0),
+              "white": lambda: constant(shape, 255)}
     if dataset == "mnist":
-        return {"fashion_mnist": other("fashion_mnist"), "letters": letters, **common,
-                "white": lambda: constant(shape, 255)}
+        return {"fashion_mnist": other("fashion_mnist"), "letters": letters, **common}
     if dataset == "fashion_mnist":
         return {"mnist": other("mnist"), **common}
     if outside_folder:

@@ -82,7 +82,7 @@ def _export(run_dir: Path, formats, quantize, force, int8_io, test_limit, calibr
                         f"outputs; give it one class name per output, in output order, or re-train the run")
     image_shape = tuple(model.input_shape[1:])
     facts = model_facts(run_dir, config, metrics, labels, image_shape)
-    x_test, y_test, x_train = _images(run_dir, config, image_shape, log)
+    x_test, y_test, x_train = run_images(run_dir, config, image_shape, log)
     x_test, y_test = x_test[:test_limit], y_test[:test_limit]
     calibration = _calibration_images(x_train, calibration_images)
     if isinstance(x_test, folders.FileImages):  # an image folder's files: decode the ones used
@@ -148,7 +148,7 @@ def _labels(run_dir: Path, config: dict[str, Any]) -> list[str]:
     return labels
 
 
-def _images(run_dir: Path, config: dict[str, Any], image_shape: tuple[int, int, int], log: Log):
+def run_images(run_dir: Path, config: dict[str, Any], image_shape: tuple[int, int, int], log: Log):
     """(x_test, y_test, x_train): the built-in dataset's arrays, or the files of the image folder's
     test and training splits as the run recorded them (decoded at the model's input size)."""
     if not folders.is_folder_dataset(config["dataset"]):
