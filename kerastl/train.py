@@ -138,7 +138,7 @@ def learning_rate(lr: float, schedule: str, steps: int):
     )
 
 
-def _optimizer(lr, weight_decay: float) -> keras.optimizers.Optimizer:
+def make_optimizer(lr, weight_decay: float) -> keras.optimizers.Optimizer:
     if weight_decay:
         return keras.optimizers.AdamW(lr, weight_decay=weight_decay)
     return keras.optimizers.Adam(lr)
@@ -164,7 +164,7 @@ class Job:
 
 def _compile(model: keras.Model, lr, config: Mapping[str, Any], has_accelerator: bool) -> None:
     model.compile(
-        optimizer=_optimizer(lr, config["weight_decay"]),
+        optimizer=make_optimizer(lr, config["weight_decay"]),
         loss=training_loss(config["label_smoothing"]),
         weighted_metrics=["accuracy"],  # same as metrics=; also honours the 0-weight padding of kerastl.distribute
         jit_compile=runtime.jit_setting(config["jit_compile"], has_accelerator),
@@ -193,7 +193,7 @@ def fit_stage(job: Job, model: keras.Model, stage: Stage, x_train=None, x_val=No
     jit = runtime.jit_setting(config["jit_compile"], job.run.has_accelerator)
     if lr == lr_finder.FIND:
         lr = lr_finder.find_for_stage(model, stage, x_train, splits.y_train, config, run_dir,
-                                      lambda rate: _optimizer(rate, config["weight_decay"]),
+                                      lambda rate: make_optimizer(rate, config["weight_decay"]),
                                       training_loss(config["label_smoothing"]), jit, log)
     _compile(model, learning_rate(lr, config["lr_schedule"], epochs * steps_per_epoch), config, job.run.has_accelerator)
     train = fit_inputs(x_train, splits.y_train, config["batch_size"], shuffle=True, seed=config["seed"],

@@ -62,7 +62,7 @@ def pictures_of(page, name: str) -> int:
 
 def teach_in_the_page(page, url: str, screenshot: Path | None = None, drawings: int = 3, record_ms: int = 1200) -> dict:
     """Two classes from the canvas (rings and crosses, each drawn a little differently) and one from
-    the fake webcam; train; read both accuracies; try a ring; export. Returns what the page showed."""
+    the fake webcam; train; fine-tune; read the three accuracies; try a ring; export. Returns what the page showed."""
     page.goto(url)
     page.wait_for_selector("body[data-ready=true]")
     for name, shape in (("ring", [RING]), ("cross", CROSS)):
@@ -88,6 +88,9 @@ def teach_in_the_page(page, url: str, screenshot: Path | None = None, drawings: 
 
     page.click("#train")
     page.wait_for_selector("body[data-state=done]", timeout=600_000)
+    page.wait_for_selector("#finetune:not([disabled])")
+    page.click("#finetune")
+    page.wait_for_selector("body[data-state=done] .result[data-model=finetuned]", timeout=600_000)
     accuracies = page.eval_on_selector_all(
         ".result", "cards => Object.fromEntries(cards.map(c => [c.dataset.model, Number(c.querySelector('.accuracy').dataset.accuracy)]))")
     draw(page, "#try-pad", [[(x * 200 / 280, y * 200 / 280) for x, y in RING]], 200)

@@ -21,6 +21,7 @@ from PIL import Image
 
 import kerastl
 from kerastl import runs
+from kerastl.teach import training
 from kerastl.teach.__main__ import main
 from kerastl.teach.session import Session, SessionError, check_class_name
 from tests.helpers import ROOT, SHAPES, backend, make_image_folder, run_in_process
@@ -104,15 +105,48 @@ def test_add_train_poll_predict_export_and_reopen(shapes, tmp_path):
         transfer_top = answer["results"][0]["top"]
         assert transfer_top[0]["label"] == "square"
 
+        # Fine-tune: stopped at once, the last models stay; then to the end, with its progress on the way
+        status, answer = call(url + "api/finetune", "POST")
+        assert status == 202 and answer["state"] == "running" and answer["trained"]
+        assert call(url + "api/finetune", "POST") == (409, {"error": "a training is running; wait for it to finish"})
+        assert call(url + "api/train", "POST")[0] == 409
+        assert call(url + "api/train/stop", "POST")[0] == 200
+        stopped = wait_for_training(url)
+        assert stopped["state"] == "failed" and stopped["error"] == "stopped before it finished", stopped
+        assert stopped["results"] == done["results"]  # the training's results, untouched
+        assert [r["model"] for r in call(url + "api/predict", "POST", square.read_bytes())[1]["results"]] == ["transfer", "scratch"]
+        assert call(url + "api/finetune", "POST")[0] == 202
+        seen = []
+        while (status := call(url + "api/train")[1])["state"] == "running":
+            seen.append((status["progress"]["fraction"], status["progress"]["step"]))
+            time.sleep(0.1)
+        assert status["state"] == "done", status
+        assert any(0 < f < 1 and step.startswith("fine-tune: ") for f, step in seen), seen
+        assert [f for f, _ in seen] == sorted(f for f, _ in seen)  # the bar only moves forward
+        tuned = status["results"]["finetuned"]
+        print("fine-tuned: " + json.dumps(tuned))
+        assert {k: v for k, v in status["results"].items() if k != "finetuned"} == done["results"]
+        assert tuned["scored_by"] == f"fold 1 of {min(4, PER_CLASS)}-fold cross-validation"
+        confusion = np.array(tuned["confusion"])
+        fold_1 = training.splits(np.repeat(np.arange(3), PER_CLASS))[0][0][1]  # the pictures fold 1 scored (frozen and fine-tuned)
+        assert tuned["held_out"] == confusion.sum() == len(fold_1) < 3 * PER_CLASS and (confusion.sum(1) >= 1).all()
+        assert tuned["accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
+        assert tuned["frozen_accuracy"] in {i / len(fold_1) for i in range(len(fold_1) + 1)} and tuned["epochs"] == 5  # finetune.yaml's CPU epochs
+        status, answer = call(url + "api/predict", "POST", square.read_bytes())
+        assert status == 200 and [r["model"] for r in answer["results"]] == ["transfer", "scratch", "finetuned"]
+        tuned_top = answer["results"][2]["top"]
+
         status, exported = call(url + "api/export", "POST")
         assert status == 200, exported
+        assert exported["run"].startswith("runs/finetune-pictures-")  # the fine-tuned model, not the frozen one
         run_dir = output / exported["run"]
         assert sorted(exported["files"]) == sorted(f"{exported['run']}/export/{name}" for name in
                                                    ["model_float32.tflite", "MODEL_CARD.md", runs.LABELS, "export_report.json"])
-        # a normal kerastl run: kerastl.predict answers as the page did, with the class names
+        # a normal kerastl run: kerastl.predict answers as the page's fine-tuned model did, with the class names
+        assert runs.read_config(run_dir)["mode"] == "finetune"
         expected = kerastl.predict(run_dir, [square])[0]["predictions"]
-        assert [p["label"] for p in expected] == [p["label"] for p in transfer_top]
-        assert [p["probability"] for p in expected] == pytest.approx([p["probability"] for p in transfer_top], abs=1e-4)
+        assert [p["label"] for p in expected] == [p["label"] for p in tuned_top]
+        assert [p["probability"] for p in expected] == pytest.approx([p["probability"] for p in tuned_top], abs=1e-4)
         report = json.loads((run_dir / "export" / "export_report.json").read_text())
         assert report["labels"] == list(SHAPES)
         if report["mediapipe"].get("version"):  # MediaPipe's ImageClassifier loaded the file and named the classes
@@ -166,6 +200,7 @@ def test_bad_requests_get_one_clear_line_and_the_server_stays_up(shapes, tmp_pat
         assert call(url + "api/classes", "POST", document={"name": "dog"})[0] == 201
         assert refused("POST", "api/train") == (400, "every class needs at least 2 pictures to train and score: 'dog' has 0")
         assert refused("POST", "api/predict", circle) == (409, "nothing is trained yet: press Train first")
+        assert refused("POST", "api/finetune") == (409, "nothing is trained yet: press Train first")
         assert refused("POST", "api/export") == (409, "nothing is trained yet: press Train first")
         assert refused("DELETE", "api/classes/bird") == (404, "no class 'bird'")
         assert refused("DELETE", "api/classes/cat/examples/..%2F..%2Fsecret.png")[0] == 404

@@ -1,6 +1,6 @@
 """The teach page in a real browser: headless Chromium (Debian's `chromium`) driven by Playwright,
 with Chromium's fake webcam. Pictures from a drawn canvas (two classes) and from the webcam (a
-third), Train, both accuracies shown, a drawn ring tried, the export's download links; and the page
+third), Train, Fine-tune, the three accuracies shown, a drawn ring tried, the export's download links; and the page
 asks nothing of any address but its own. Skipped where no Chromium is installed (.ci/run installs it).
 The page does not depend on the backend (tests/test_teach.py checks the API), so it runs once, on TensorFlow.
 """
@@ -28,7 +28,8 @@ def test_pictures_from_the_canvas_and_the_webcam_train_both_models_and_export(tm
     assert shown["counts"]["ring"] == 3 and shown["counts"]["cross"] == 3 and shown["counts"]["camera"] >= 2
     stored = {c.name: len(list(c.iterdir())) for c in (output / "pictures").iterdir()}
     assert stored == shown["counts"]  # what the page counted is what the folder holds
-    assert set(shown["accuracies"]) == {"transfer", "scratch"}
+    assert set(shown["accuracies"]) == {"transfer", "scratch", "finetuned"}
+    assert set(shown["answers"]) == {"transfer", "scratch", "finetuned"}
     assert all(0 <= a <= 1 for a in shown["accuracies"].values())
     for model, top in shown["answers"].items():
         assert sorted(label for label, _ in top) == ["camera", "cross", "ring"] and top[0][1] >= top[1][1] >= top[2][1], (model, top)

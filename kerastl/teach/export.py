@@ -1,12 +1,12 @@
 """Take it home: a teach session's last training as ordinary kerastl run folders, and the transfer
 model's app-ready files.
 
-Each model becomes a finished run folder in OUTPUT/runs/ (`feature-pictures-TIME`,
-`cnn-pictures-TIME`), written by kerastl's own run writing (kerastl.finished_run): model.keras,
+Each model becomes a finished run folder in OUTPUT/runs/ (`feature-pictures-TIME`, or
+`finetune-pictures-TIME` when the transfer model was fine-tuned, and `cnn-pictures-TIME`), written by kerastl's own run writing (kerastl.finished_run): model.keras,
 config.yaml (the `fit` config sized to these pictures, its dataset the session's pictures folder),
 labels.txt, dataset_split.csv, test_predictions.npz, confusion.png and metrics.json, so
 `kerastl.export`, `predict`, `demo` and `explain` take it as they take a `fit` run. The transfer run
-is then exported by `kerastl.export` (SavedModel, the LiteRT files with TFLite metadata and the
+(the fine-tuned one when there is one) is then exported by `kerastl.export` (SavedModel, the LiteRT files with TFLite metadata and the
 class names, each checked in LiteRT and MediaPipe, MODEL_CARD.md).
 
 What the run calls its test split is what teach scored: with cross-validation every picture (each
@@ -26,7 +26,8 @@ import numpy as np
 from kerastl import finished_run, runs
 from kerastl.data import folders
 from kerastl.log import Log
-from kerastl.teach.training import SCRATCH, TRANSFER
+from kerastl.modes import MODES
+from kerastl.teach.training import FINETUNED, SCRATCH, TRANSFER
 from kerastl.text import percent
 
 RUNS = "runs"
@@ -34,16 +35,20 @@ CARD = "MODEL_CARD.md"
 
 
 def export_session(session, trained, extractor, quantize=None, log: Log = print) -> dict[str, Any]:
-    """Write both runs, export the transfer run; {"run", "runs", "files", "accuracy"}, paths relative to OUTPUT."""
+    """Write both runs, export the transfer run (fine-tuned if it was); {"run", "runs", "files", "folder",
+    "mediapipe"}, paths relative to OUTPUT."""
     from kerastl.export import export_run
 
     started = time.perf_counter()
     output = session.output_dir
-    transfer_dir = write_run(output / RUNS, "feature", trained, TRANSFER, transfer_model(trained, extractor), session.root)
+    if FINETUNED in trained.models:
+        transfer, transfer_dir = FINETUNED, write_run(output / RUNS, "finetune", trained, FINETUNED, trained.models[FINETUNED], session.root)
+    else:
+        transfer, transfer_dir = TRANSFER, write_run(output / RUNS, "feature", trained, TRANSFER, transfer_model(trained, extractor), session.root)
     scratch_dir = write_run(output / RUNS, "cnn", trained, SCRATCH, trained.models[SCRATCH], session.root)
     log(f"export: wrote {transfer_dir.relative_to(output)} and {scratch_dir.relative_to(output)}; exporting the transfer model")
     report = export_run(transfer_dir, **({"quantize": quantize} if quantize else {}), log=lambda line: log(f"  {line}"))
-    add_scoring_note(transfer_dir / runs.EXPORT_DIR / CARD, trained.scores[TRANSFER])
+    add_scoring_note(transfer_dir / runs.EXPORT_DIR / CARD, trained.scores[transfer])
     files = sorted(str(p.relative_to(output)) for p in (transfer_dir / runs.EXPORT_DIR).iterdir()
                    if p.is_file() and p.suffix in (".tflite", ".md", ".txt", ".json"))
     log(f"export: done in {time.perf_counter() - started:.0f} s")
@@ -90,17 +95,19 @@ def write_run(runs_dir: Path, mode: str, trained, name: str, model, pictures_roo
         "taught_with": "kerastl.teach",
     }
     if score.epochs:
-        metrics["epochs_run"] = {mode_stage(mode): score.epochs}
+        metrics["epochs_run"] = {last_stage(mode): score.epochs}
     if mode == "feature":
         metrics.update(backbone=config["backbone"], img_size=side, head="a multinomial logistic regression on the frozen features")
+    if mode == "finetune":
+        metrics.update(backbone=config["backbone"], img_size=side,
+                       head="a multinomial logistic regression on the frozen features, then the whole model fine-tuned (batch norm frozen)")
     finished_run.write(run_dir, config, model, metrics, [], (score.labels, score.probabilities), trained.labels, log=lambda _: None)
     return run_dir
 
 
-def mode_stage(mode: str) -> str:
-    from kerastl.modes import MODES
-
-    return MODES[mode].stages[0].name
+def last_stage(mode: str) -> str:
+    """The stage that trained last (teach fits the finetune mode's head on the features, not as a stage)."""
+    return MODES[mode].stages[-1].name
 
 
 def add_scoring_note(card: Path, score) -> None:

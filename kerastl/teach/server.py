@@ -9,8 +9,9 @@
     POST   /api/classes/NAME/rename             {"name": NEW} -> the classes
     DELETE /api/classes/NAME                    -> the classes
     POST   /api/train                           starts a training (202); 409 while one runs
-    GET    /api/train                           {"state", "progress", "results", "error", "labels", "pictures"}
-    POST   /api/train/stop                      stops a running training after its current step -> the status
+    GET    /api/train                           {"state", "progress", "results", "error", "labels", "pictures", "trained"}
+    POST   /api/finetune                        fine-tunes the last training's transfer model (202); 409 while one runs or before a training
+    POST   /api/train/stop                      stops a running training or fine-tune after its current step -> the status
     POST   /api/predict                         one picture -> {"results": [{"model", "title", "top": [{"label", "probability"}]}]}
     POST   /api/export                          -> {"run", "runs", "files", ...} once a training is done
     GET    /files/runs/...                      a file of an exported run (the page's download links)
@@ -84,6 +85,8 @@ def make_server(teacher: Teacher, host: str, port: int):
                     return json_reply(teacher.start(), HTTPStatus.ACCEPTED)
                 case "GET", ["train"]:
                     return json_reply(teacher.status())
+                case "POST", ["finetune"]:
+                    return json_reply(teacher.finetune(), HTTPStatus.ACCEPTED)
                 case "POST", ["train", "stop"]:
                     return json_reply(teacher.stop(wait=0))
                 case "POST", ["predict"]:

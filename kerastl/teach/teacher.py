@@ -4,15 +4,17 @@ state and progress for the page, the trained models answering pictures, and the 
 `Teacher.start` snapshots the session (the class names and pictures of that moment; pictures added
 while it trains wait for the next training) and trains the transfer model first, then the CNN;
 each is published as soon as it is scored, so the page shows the transfer result while the CNN
-still trains. The models that answer /api/predict are swapped in whole when a training ends, so a
-picture is always answered by one consistent pair.
+still trains. `Teacher.finetune` then fine-tunes the last training's transfer model, its backbone
+unfrozen, in the same thread slot (one training at a time), on the same pictures. The models that
+answer /api/predict are swapped in whole when a training ends, so a picture is always answered by
+one consistent set.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,8 +25,8 @@ from kerastl.teach.session import Session, SessionError
 from kerastl.web import pictures
 
 TOP_K = 3
-TRANSFER, SCRATCH = training.TRANSFER, training.SCRATCH
-SHARE = {TRANSFER: (0.0, 0.3), SCRATCH: (0.3, 1.0)}  # each model's part of the progress bar
+TRANSFER, SCRATCH, FINETUNED = training.TRANSFER, training.SCRATCH, training.FINETUNED
+SHARE = {TRANSFER: (0.0, 0.3), SCRATCH: (0.3, 1.0), FINETUNED: (0.0, 1.0)}  # each model's part of its progress bar
 
 
 class Busy(SessionError):
@@ -48,6 +50,14 @@ class Trained:
     titles: dict[str, str] = field(default_factory=dict)
     seconds_from_start: dict[str, float] = field(default_factory=dict)
     features_computed: int = 0  # pictures whose backbone features this training computed (the rest were cached)
+    frozen_on_finetune_scored: float | None = None  # the frozen model's accuracy on the pictures the fine-tune was scored on
+
+    def without(self, name: str) -> "Trained":
+        """A copy without model `name` (its score, config, model, title): what a fine-tune starts from."""
+        dropped = lambda d: {k: v for k, v in d.items() if k != name}  # noqa: E731
+        return replace(self, scores=dropped(self.scores), configs=dropped(self.configs), models=dropped(self.models),
+                       titles=dropped(self.titles), seconds_from_start=dropped(self.seconds_from_start),
+                       frozen_on_finetune_scored=None)
 
 
 class Teacher:
@@ -64,6 +74,7 @@ class Teacher:
         self._extractor: training.FeatureExtractor | None = None
         self._extractor_ready = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._warming: threading.Thread | None = None
         self._stop = threading.Event()
         self.state, self.error = "idle", None
         self.progress = {"fraction": 0.0, "step": ""}
@@ -73,6 +84,15 @@ class Teacher:
 
     def config(self, mode: str, train_images: int) -> dict[str, Any]:
         return training.sized_config(mode, self.session.root, train_images, self.options)
+
+    def finetune_config(self, train_images: int) -> dict[str, Any]:
+        """The `finetune` config sized to the pictures with FINETUNE_MIN_STEPS (unless `min_steps`
+        was given), at the transfer model's input size."""
+        steps = self.options["min_steps"]
+        options = {**self.options, "min_steps": training.FINETUNE_MIN_STEPS if steps is None else steps}
+        config = training.sized_config("finetune", self.session.root, train_images, options)
+        config["img_size"] = self.transfer_size
+        return config
 
     # The backbone, built once
 
@@ -87,6 +107,7 @@ class Teacher:
         """Build the backbone in the background, so the first Train does not wait for it."""
         thread = threading.Thread(target=self.extractor, name="kerastl-teach-warm-up", daemon=True)
         thread.start()
+        self._warming = thread
         return thread
 
     # Training
@@ -95,25 +116,47 @@ class Teacher:
         """Start a training in its own thread; Busy if one (or an export) runs, SessionError if the
         pictures cannot train two models (fewer than 2 classes, a class with too few pictures)."""
         with self._state_lock:
-            if self.state == "running" or self.exporting:
-                raise Busy("a training is running; wait for it to finish" if self.state == "running"
-                           else "an export is running; wait for it to finish")
+            self._check_idle()
             names, snapshot = self.session.snapshot()
             training.check_trainable(names, snapshot)
-            self.training = Trained(names, [p.path for p in snapshot], np.array([p.label for p in snapshot], "int64"))
-            self.state, self.error = "running", None
-            self.progress = {"fraction": 0.0, "step": "starting"}
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._train, args=(self.training,), name="kerastl-teach-training", daemon=True)
-            self._thread.start()
-            return self.status()
+            job = Trained(names, [p.path for p in snapshot], np.array([p.label for p in snapshot], "int64"))
+            return self._launch(job, self._train)
+
+    def finetune(self) -> dict:
+        """Start fine-tuning the last training's transfer model (its backbone unfrozen) in its own
+        thread, on that training's pictures; Busy while a training or an export runs, NotReady
+        before a training is done. Its result joins that training's; a stopped or failed
+        fine-tune leaves the last finished models as they were."""
+        with self._state_lock:
+            self._check_idle()
+            if self.trained is None:
+                raise NotReady("nothing is trained yet: press Train first")
+            return self._launch(self.trained.without(FINETUNED), self._finetune)
+
+    def _check_idle(self) -> None:
+        if self.state == "running" or self.exporting:
+            raise Busy("a training is running; wait for it to finish" if self.state == "running"
+                       else "an export is running; wait for it to finish")
+
+    def _launch(self, job: Trained, work) -> dict:
+        """Run `work(job, started)` in the training thread (the state lock held)."""
+        self.training = job
+        self.state, self.error = "running", None
+        self.progress = {"fraction": 0.0, "step": "starting"}
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(job, work), name="kerastl-teach-training", daemon=True)
+        self._thread.start()
+        return self.status()
 
     def stop(self, wait: float = 30.0) -> dict:
         """Ask a running training to stop after its current step (the page's Stop, Ctrl-C), wait up
-        to `wait` seconds for it, and return the status. The last finished models stay."""
+        to `wait` seconds for it (and for the backbone's warm-up: a process that exits while
+        TensorFlow builds it in another thread aborts), and return the status. The last finished
+        models stay."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(wait)
+        for thread in (self._thread, self._warming):
+            if thread is not None:
+                thread.join(wait)
         return self.status()
 
     def status(self) -> dict:
@@ -125,9 +168,11 @@ class Teacher:
                            for name, score in shown.scores.items()}
                 if TRANSFER in results:
                     results[TRANSFER]["features_computed"] = shown.features_computed
+                if FINETUNED in results:
+                    results[FINETUNED]["frozen_accuracy"] = shown.frozen_on_finetune_scored
             return {"state": self.state, "progress": dict(self.progress), "results": results, "error": self.error,
                     "labels": list(shown.labels) if shown else [], "pictures": len(shown.paths) if shown else 0,
-                    "folder": str(self.session.root)}
+                    "trained": self.trained is not None, "folder": str(self.session.root)}
 
     def _report(self, model: str, fraction: float, step: str) -> None:
         if self._stop.is_set():
@@ -136,11 +181,10 @@ class Teacher:
         with self._state_lock:
             self.progress = {"fraction": round(low + (high - low) * fraction, 4), "step": step}
 
-    def _train(self, job: Trained) -> None:
+    def _run(self, job: Trained, work) -> None:
         started = time.perf_counter()
         try:
-            self._train_transfer(job, started)
-            self._train_scratch(job, started)
+            work(job, started)
         except KeyboardInterrupt:
             self._finish(job, "failed", "stopped before it finished")
         except Exception as exc:  # the page shows it; the server and the last models stay
@@ -164,6 +208,10 @@ class Teacher:
             job.seconds_from_start[name] = time.perf_counter() - started
         self.log(f"{name}: {100 * score.accuracy:.1f} % on {score.held_out} pictures it did not train on ({score.scored_by}), "
                  f"{job.seconds_from_start[name]:.1f} s from Train")
+
+    def _train(self, job: Trained, started: float) -> None:
+        self._train_transfer(job, started)
+        self._train_scratch(job, started)
 
     def _train_transfer(self, job: Trained, started: float) -> None:
         self._report(TRANSFER, 0.0, "transfer: loading the pretrained backbone")
@@ -207,6 +255,36 @@ class Teacher:
         score.epochs = config["epochs"]
         self._publish(job, SCRATCH, "CNN from scratch (kerastl's cnn), trained on these pictures only", score, model, config, started)
 
+    def _finetune(self, job: Trained, started: float) -> None:
+        from kerastl.data.folders import load_images
+
+        report = lambda f, step: self._report(FINETUNED, f, f"fine-tune: {step}")  # noqa: E731
+        report(0.0, "decoding the pictures")
+        extractor, classes = self.extractor(), len(job.labels)
+        pixels = load_images([str(p) for p in job.paths], (extractor.size, extractor.size), 3)
+        with self._model_lock:
+            features, _ = extractor.of_files(job.paths, lambda f: None)  # cached by the training
+        config = self.finetune_config(len(job.paths))
+        report(0.0, "building the model, its backbone unfrozen")
+        tuner = training.FineTuner(self.backbone, pixels, job.targets, job.labels, config)
+        dropout = job.configs[TRANSFER]["dropout"]
+
+        def fit_and_predict(train, held, progress):
+            head = training.head_model(training.fit_head(features[train], job.targets[train], config["seed"]), classes, dropout)
+            tuner.fit_from(head, train, progress)
+            return tuner.predict(held)
+
+        score = training.score(fit_and_predict, job.targets, classes, report, first=1)
+        frozen = job.scores[TRANSFER]
+        same = np.isin(frozen.scored, score.scored)  # the frozen model's answers to the same pictures
+        job.frozen_on_finetune_scored = float((frozen.probabilities[same].argmax(1) == frozen.labels[same]).mean())
+        share = score.share_of_work
+        model = tuner.fit_from(job.models[TRANSFER], np.arange(len(job.targets)),
+                               lambda f: report(share + (1 - share) * f, "the final model, on every picture"))
+        tuner.predict(np.arange(1))  # traced now, not at the first try
+        score.epochs = config["epochs"]
+        self._publish(job, FINETUNED, tuner.title, score, model, config, started)
+
     # Pictures in, classes out
 
     def predict(self, picture: bytes) -> dict:
@@ -225,12 +303,14 @@ class Teacher:
         with pictures.as_file(picture, prefix="kerastl-teach-") as path, self._model_lock:
             started = time.perf_counter()
             extractor = self.extractor()
-            features = extractor.of_pixels(training.decode(path, extractor.size))
-            transfer = np.asarray(trained.models[TRANSFER].predict_on_batch(features))[0]
-            pixels = training.decode(path, training.SCRATCH_SIZE).astype("float32")
-            scratch = np.asarray(trained.models[SCRATCH].predict_on_batch(pixels))[0]
+            transfer_pixels = training.decode(path, extractor.size)
+            answers = {TRANSFER: trained.models[TRANSFER].predict_on_batch(extractor.of_pixels(transfer_pixels)),
+                       SCRATCH: trained.models[SCRATCH].predict_on_batch(training.decode(path, training.SCRATCH_SIZE).astype("float32"))}
+            if FINETUNED in trained.models:
+                answers[FINETUNED] = trained.models[FINETUNED].predict_on_batch(transfer_pixels.astype("float32"))
             seconds = time.perf_counter() - started
-        for name, probabilities in ((TRANSFER, transfer), (SCRATCH, scratch)):
+        for name, probabilities in answers.items():
+            probabilities = np.asarray(probabilities)[0]
             results.append({"model": name, "title": trained.titles[name], "top": top_classes(probabilities, trained.labels, TOP_K)})
         return {"results": results, "seconds": round(seconds, 4)}
 

@@ -17,6 +17,11 @@ from scratch, on the same pictures, each scored on pictures it did not train on.
   cross-validation (every picture scored once, by a model that did not see it); else a seeded,
   stratified HELD_OUT_SHARE. Then each model trains once more on every picture: that one answers
   /api/predict and is exported.
+- Fine-tune (asked for after a training): the transfer model with its backbone unfrozen, from the
+  head fitted on the frozen features, on the `finetune` config's stage "finetune" sized to the
+  pictures with FINETUNE_MIN_STEPS. Each fit costs as much as a whole frozen training, so it is
+  scored on the first part of the same splits only (one fold, or the held-out share), beside the
+  frozen model's answers to the same pictures, then trains once more on every picture.
 """
 
 from __future__ import annotations
@@ -34,11 +39,13 @@ from kerastl.files import atomic_path
 from kerastl.modes import BACKBONE_MODES
 from kerastl.teach.session import Picture, SessionError
 
-TRANSFER, SCRATCH = "transfer", "scratch"  # the two models, as the API names them
+TRANSFER, SCRATCH, FINETUNED = "transfer", "scratch", "finetuned"  # the models, as the API names them
 CROSS_VALIDATE_BELOW = 20  # pictures in the smallest class
 FOLDS = 4
 HELD_OUT_SHARE = 0.2
 MIN_PER_CLASS = 2  # one to train on, one to score
+FINETUNE_MIN_STEPS = 150  # the fine-tune's steps at least: the finetune config's 5 CPU epochs of 30 steps
+# (kerastl's small-data epochs); its default of 300 would double a step that already costs 0.23 s a step
 SCRATCH_SIZE = 32  # px: the CNN from scratch's input side (see above)
 SEED = 0
 CACHE = "cache"
@@ -107,10 +114,14 @@ def splits(labels: np.ndarray, seed: int = SEED) -> tuple[list[tuple[np.ndarray,
     return [(np.sort(train), np.sort(scored))], f"{round(100 * HELD_OUT_SHARE)} % held out"
 
 
-def score(fit_and_predict, labels: np.ndarray, classes: int, progress: Progress) -> Score:
-    """Score `fit_and_predict(train indices, scored indices, progress) -> probabilities` on `splits`."""
+def score(fit_and_predict, labels: np.ndarray, classes: int, progress: Progress, first: int | None = None) -> Score:
+    """Score `fit_and_predict(train indices, scored indices, progress) -> probabilities` on `splits`
+    (`first`: on its first parts only, e.g. 1: one fold of the k)."""
     started = time.perf_counter()
     parts, how = splits(labels)
+    if first is not None and first < len(parts):
+        how = f"fold {'1' if first == 1 else f'1 to {first}'} of {how}"
+        parts = parts[:first]
     probabilities = np.zeros((len(labels), classes), "float32")
     scored = np.concatenate([s for _, s in parts])
     for i, (train, held) in enumerate(parts):
@@ -233,44 +244,88 @@ def scratch_data(name: str, labels: list[str], pixels: np.ndarray) -> DataInfo:
                     tuple(float(max(v, 1e-3)) for v in values.std(0)))
 
 
-class ScratchCNN:
-    """kerastl's CNN, built and compiled once for one training, trained again from the same initial
+class RepeatedFits:
+    """A Keras model built and compiled once for one training, trained again from the same initial
     weights for each fold and for the final fit: Keras traces its training step once, not once a fit.
 
     Every fit makes the same number of steps (an epoch is `epoch_passes` times all the pictures,
     the fold's training pictures repeated to that length), so the learning-rate schedule compiled
-    in fits them all. The pixel statistics the model standardises with are those of all the
-    pictures (no labels involved).
+    in fits them all. `epochs` and `lr` are the config's for the stage that trains.
     """
 
-    def __init__(self, pixels: np.ndarray, targets: np.ndarray, data: DataInfo, config):
-        import keras
-
+    def __init__(self, model, pixels: np.ndarray, targets: np.ndarray, config, epochs: int, optimizer):
         from kerastl.losses import training_loss
-        from kerastl.models import build_cnn
         from kerastl.runtime import jit_setting
-        from kerastl.train import learning_rate
 
-        self.pixels, self.targets, self.config = pixels.astype("float32"), targets, config
-        keras.utils.set_random_seed(config["seed"])
-        self.model = build_cnn(dropout=config["dropout"], augment=config["augment"], data=data)
-        self.initial = self.model.get_weights()
+        self.model, self.pixels, self.targets, self.config, self.epochs = model, pixels.astype("float32"), targets, config, epochs
+        self.initial = model.get_weights()
         self.batch = min(config["batch_size"], len(targets))
         self.samples = config["epoch_passes"] * len(targets)  # an epoch of every fit
-        self.steps = math.ceil(self.samples / self.batch) * config["epochs"]
-        self.model.compile(optimizer=keras.optimizers.Adam(learning_rate(config["lr"], config["lr_schedule"], self.steps)),
-                           loss=training_loss(config["label_smoothing"]), jit_compile=jit_setting(config["jit_compile"], False))
+        self.steps = math.ceil(self.samples / self.batch) * epochs
+        model.compile(optimizer=optimizer(self.steps), loss=training_loss(config["label_smoothing"]),
+                      jit_compile=jit_setting(config["jit_compile"], False))
 
-    def fit(self, train: np.ndarray, progress: Callable[[float], None]):
-        """The model trained from its initial weights on the pictures `train` (indices); returns it."""
+    def fit(self, train: np.ndarray, progress: Callable[[float], None], start: Callable[[Any], None] | None = None):
+        """The model trained from its initial weights on the pictures `train` (indices); returns it.
+        `start(model)` changes the initial weights first (the fine-tune's head)."""
         self.model.set_weights(self.initial)
+        if start is not None:
+            start(self.model)
         for variable in self.model.optimizer.variables:  # Adam's moments and step count; the rate stays
             if variable.name != "learning_rate":
                 variable.assign(np.zeros(variable.shape, variable.dtype))
         order = np.resize(np.random.default_rng(self.config["seed"]).permutation(train), self.samples)
-        self.model.fit(self.pixels[order], self.targets[order], batch_size=self.batch, epochs=self.config["epochs"],
+        self.model.fit(self.pixels[order], self.targets[order], batch_size=self.batch, epochs=self.epochs,
                        shuffle=True, verbose=0, callbacks=[StepProgress(self.steps, progress)])
         return self.model
 
     def predict(self, index: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict_on_batch(self.pixels[index]))
+
+
+class ScratchCNN(RepeatedFits):
+    """kerastl's CNN on the pictures, on the `cnn` config's schedule. The pixel statistics the model
+    standardises with are those of all the pictures (no labels involved)."""
+
+    def __init__(self, pixels: np.ndarray, targets: np.ndarray, data: DataInfo, config):
+        import keras
+
+        from kerastl.models import build_cnn
+        from kerastl.train import learning_rate
+
+        keras.utils.set_random_seed(config["seed"])
+        model = build_cnn(dropout=config["dropout"], augment=config["augment"], data=data)
+        optimizer = lambda steps: keras.optimizers.Adam(learning_rate(config["lr"], config["lr_schedule"], steps))  # noqa: E731
+        super().__init__(model, pixels, targets, config, config["epochs"], optimizer)
+
+
+# Fine-tune: the transfer model with its backbone unfrozen
+
+
+class FineTuner(RepeatedFits):
+    """kerastl's `finetune` model (build_transfer_model, then kerastl.backbones.unfreeze: the whole
+    backbone trains, batch norm stays frozen in inference mode) on the pictures at the transfer
+    model's size, on the stage "finetune" of the `finetune` config sized to the pictures: its rate
+    (`finetune_lr`), schedule, weight decay and label smoothing. Its stage "head" is not trained:
+    each fit starts from the head teach fitted on the frozen features (`start`)."""
+
+    def __init__(self, backbone: str, pixels: np.ndarray, targets: np.ndarray, labels: list[str], config):
+        import keras
+
+        from kerastl.backbones import unfreeze
+        from kerastl.models import build_transfer_model
+        from kerastl.train import learning_rate, make_optimizer
+
+        keras.utils.set_random_seed(config["seed"])
+        side = pixels.shape[1]
+        data = DataInfo("teach", tuple(labels), (side, side, 3))
+        transfer = build_transfer_model(backbone, side, config["weights"], dropout=config["dropout"], data=data, log=lambda _: None)
+        unfreeze(backbone, transfer.backbone)
+        self.title = f"{transfer.backbone.name}, ImageNet weights, fine-tuned (batch norm frozen), at {side} px"
+        rate = lambda steps: make_optimizer(learning_rate(config["finetune_lr"], config["lr_schedule"], steps), config["weight_decay"])  # noqa: E731
+        super().__init__(transfer.model, pixels, targets, config, config["epochs"], rate)
+
+    def fit_from(self, head, train: np.ndarray, progress: Callable[[float], None]):
+        """Fine-tuned on the pictures `train`, from the frozen backbone and `head` (teach's Keras head)."""
+        weights = head.get_layer("classifier").get_weights()
+        return self.fit(train, progress, lambda model: model.get_layer("classifier").set_weights(weights))
