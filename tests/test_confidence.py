@@ -10,10 +10,11 @@ import pytest
 import kerastl
 from kerastl import runs
 from kerastl.confidence import calibration, job, threshold
-from kerastl.confidence.detector import SHRINKAGE, GaussianDetector, auroc, energy
+from kerastl.confidence.detector import SHRINKAGE, GaussianDetector, auroc, energy, to_unit_length
 from kerastl.confidence.features import features_and_logits
 from kerastl.confidence.model import Gate, gated_model, is_gated, ungated
 from kerastl.models import build_cnn
+from benchmarks.small_data import photo_like_folder
 from tests.helpers import QUIET, TINY, train_small
 
 
@@ -27,6 +28,23 @@ def test_temperature_lowers_nll_of_overconfident_logits(rng):
     assert calibration.nll(logits, y, t) < 0.8 * calibration.nll(logits, y)
     before, after = calibration.softmax(logits), calibration.softmax(logits, t)
     assert calibration.expected_calibration_error(after, y) < 0.03 < calibration.expected_calibration_error(before, y)
+
+
+def test_a_validation_split_without_a_mistake_still_gets_a_finite_temperature(rng):
+    """All right: the NLL falls for ever as T -> 0, and the plain fit ran to the grid's end (0.05),
+    making every answer 100 % sure; Laplace's smoothing 1 / (n + 2) gives the T those n answers support."""
+    y = rng.integers(0, 4, 16)
+    logits = rng.normal(0, 1, (16, 4))
+    logits[np.arange(16), y] += 3.0  # every picture right, none by much
+    assert calibration.succession_smoothing(logits, y) == pytest.approx(1 / 18)
+    assert calibration.nll(logits, y, 0.05) < calibration.nll(logits, y, 0.2) < calibration.nll(logits, y, 1.0)  # no minimum
+    t = calibration.fit_temperature(logits, y)
+    assert 0.2 < t < 5.0
+    smoothed = [calibration.nll(logits, y, s, 1 / 18) for s in (0.9 * t, t, 1.1 * t)]
+    assert smoothed[1] < smoothed[0] and smoothed[1] < smoothed[2]  # a true minimum
+    wrong = logits.copy()
+    wrong[0] = -wrong[0]  # one mistake: the labels are fitted as they are
+    assert calibration.succession_smoothing(wrong, y) == 0.0
 
 
 def test_ece_of_a_perfectly_calibrated_and_an_overconfident_predictor():
@@ -50,13 +68,37 @@ def test_detector_distance_is_the_mahalanobis_distance(rng):
     y = np.repeat(np.arange(3), 200)
     features += np.eye(3, 5)[y] * 5
     detector = GaussianDetector.fit(features, y, 3)
-    means = np.stack([features[y == c].mean(0) for c in range(3)])
-    centred = features - means[y]
-    covariance = centred.T @ centred / (600 - 3)
-    precision = np.linalg.inv(covariance + SHRINKAGE * np.trace(covariance) / 5 * np.eye(5))
     probe = rng.normal(0, 3, (7, 5))
-    expected = np.stack([np.einsum("nd,de,ne->n", probe - m, precision, probe - m) for m in means], axis=1)
-    np.testing.assert_allclose(detector.distances(probe), expected, rtol=1e-4)
+    assert not detector.unit_length
+    np.testing.assert_allclose(detector.distances(probe), mahalanobis_by_hand(features, y, probe), rtol=1e-4)
+
+
+def mahalanobis_by_hand(features: np.ndarray, y: np.ndarray, probe: np.ndarray) -> np.ndarray:
+    """Squared distances [n, classes] of `probe` to the class means under the tied, shrunk covariance."""
+    classes = int(y.max()) + 1
+    means = np.stack([features[y == c].mean(0) for c in range(classes)])
+    centred = features - means[y]
+    covariance = centred.T @ centred / (len(features) - classes)
+    precision = np.linalg.inv(covariance + SHRINKAGE * np.trace(covariance) / len(covariance) * np.eye(len(covariance)))
+    return np.stack([np.einsum("nd,de,ne->n", probe - m, precision, probe - m) for m in means], axis=1)
+
+
+def test_with_fewer_pictures_than_dimensions_the_detector_reads_unit_length_features(rng):
+    """20 pictures of 50 features: the covariance is rank-deficient and a picture's distance grows
+    with its feature length, so a short feature vector (a blank picture's) looked near the classes."""
+    y = np.repeat(np.arange(2), 10)
+    brightness = rng.uniform(0.5, 1.5, (20, 1))  # the pictures' features vary in length, as pooled activations do
+    features = brightness * (rng.normal(0, 1, (20, 50)) + 4.0 * np.eye(2, 50)[y] + 6.0)
+    detector = GaussianDetector.fit(features, y, 2)
+    assert detector.unit_length and not GaussianDetector.fit(np.tile(features, (3, 1)), np.tile(y, 3), 2).unit_length
+    probe = rng.uniform(0.5, 1.5, (200, 1)) * (rng.normal(0, 1, (200, 50)) + 6.0 + 2.0 * np.eye(2, 50)[rng.integers(0, 2, 200)])
+    short = 0.2 * probe  # the same pictures with a fifth of the activation, as a blank picture excites few features
+    raw = mahalanobis_by_hand(features, y, probe).min(1), mahalanobis_by_hand(features, y, short).min(1)
+    assert np.median(raw[1]) < 0.7 * np.median(raw[0])  # the failure: read as they are, the short ones lie nearer
+    unit = lambda f: f / np.linalg.norm(f, axis=1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(detector.distances(probe), mahalanobis_by_hand(unit(features), y, unit(probe)), rtol=1e-3)
+    np.testing.assert_allclose(detector.min_distance(short), detector.min_distance(probe), rtol=1e-4)  # length no longer counts
+    np.testing.assert_array_equal(to_unit_length(np.zeros((1, 3))), np.zeros((1, 3)))
 
 
 def test_auroc_and_energy():
@@ -71,14 +113,19 @@ def small_cnn(mnist):
 
 
 @pytest.mark.every_backend
-def test_gated_model_computes_the_gate_saves_and_reloads_in_plain_keras(small_cnn, mnist, tmp_path):
-    x, y = mnist["x_train"][:1000], mnist["y_train"][:1000]
+@pytest.mark.parametrize("pictures", [1000, 20])
+def test_gated_model_computes_the_gate_saves_and_reloads_in_plain_keras(small_cnn, mnist, tmp_path, pictures):
+    """On 1,000 pictures the detector reads the features as they are; on 20, fewer than the
+    features' dimensions, at unit length (a UnitNormalization layer in the graph)."""
+    x, y = mnist["x_train"][:pictures], mnist["y_train"][:pictures]
     features, logits = features_and_logits(small_cnn, x, 250)
     detector = GaussianDetector.fit(features, y, 10)
-    distances = detector.min_distance(features)
+    assert detector.unit_length == (pictures < features.shape[1])
+    distances = detector.min_distance(features_and_logits(small_cnn, mnist["x_train"][1000:1200], 100)[0])  # unseen digits
     gate = Gate(0.7, detector, float(np.quantile(distances, 0.99)), float(np.std(distances)))
     model = gated_model(small_cnn, gate)
     assert is_gated(model) and not is_gated(small_cnn)
+    assert any(layer.name == "ood_unit_length" for layer in model.layers) == detector.unit_length
     probe = np.concatenate([mnist["x_test"][:20], np.zeros((1, 28, 28, 1), np.uint8),
                             np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype(np.uint8)]).astype("float32")
     f, z = features_and_logits(small_cnn, probe, 32)
@@ -109,6 +156,26 @@ def test_a_run_calibrates_and_records_its_threshold(tmp_path):
     model = keras.saving.load_model(run.folder / runs.MODEL)
     assert is_gated(model)
     top = np.asarray(model.predict(np.zeros((2, 28, 28, 1), "float32"), verbose=0)).max(axis=1)
+    assert (top < confidence["threshold"]).all()
+
+
+@pytest.mark.slow
+def test_a_small_colour_folder_on_frozen_features_says_not_sure_to_blank_and_white(tmp_path):
+    """Feature mode at 96 px on 144 photo-like colour pictures of 4 classes: 1,280 features, fewer
+    pictures than dimensions, so the detector reads them at unit length. Read as they were, this
+    run answered every blank and white picture (the distance's AUROC against the 100 test pictures
+    0.08: they lay nearer the classes than the test pictures); at unit length none (0.94, 0.93). About 30 s."""
+    folder = photo_like_folder(tmp_path / "clothes", train_per_class=40, test_per_class=25)
+    run = kerastl.run(mode="feature", dataset=str(folder), img_size=96, epochs=2, output_dir=str(tmp_path / "runs"),
+                      run_name="clothes", log=QUIET)
+    confidence = run.metrics["confidence"]
+    assert confidence["detector"].endswith("features scaled to unit length (fewer pictures than dimensions)")
+    assert set(confidence["outside"]) == {"noise", "blank", "white"}
+    for name in ("blank", "white"):
+        assert confidence["outside"][name]["answered"] == 0.0
+        assert confidence["outside"][name]["auroc_mahalanobis"] > 0.9
+    model = keras.saving.load_model(run.folder / runs.MODEL)
+    top = np.asarray(model.predict(np.stack([np.zeros((96, 96, 3)), np.full((96, 96, 3), 255.0)]), verbose=0)).max(axis=1)
     assert (top < confidence["threshold"]).all()
 
 

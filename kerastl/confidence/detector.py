@@ -5,7 +5,21 @@ covariance shared by all, estimated on the training split (no outside pictures).
 The score is the smallest squared Mahalanobis distance to a class mean. It is written as what a
 graph of standard layers computes: features f are whitened, z = f @ W with W W^T = Σ^-1 (a
 Cholesky factor of the precision), and ||z - m_c||^2 = ||z||^2 - 2 z.m_c + ||m_c||^2 with m_c the
-whitened means (kerastl.confidence.model). Two baselines are kept for the measurements: the top
+whitened means (kerastl.confidence.model).
+
+With fewer training pictures than feature dimensions (a small image folder on a backbone's 1,280
+pooled features) the covariance is rank-deficient: the shrinkage alone makes it invertible, and a
+picture's distance is then mostly the part of its features outside the training pictures' span,
+divided by the small shrinkage, so it grows with the length of the feature vector. A blank, white
+or noise picture, which excites few features, has short features and came out *near* the classes
+(the default finetune on 144 colour pictures answered every blank, white and noise picture). There
+the features are scaled to unit length first (Mueller and Hein 2025, "Mahalanobis++", find this
+normalisation helps the detector in general): on that run blank and white pictures fell to 0 %
+answered (AUROC 0.93 -> 0.99), and on a feature-mode MNIST run of 90 pictures the AUROC of noise,
+blank and white rose from 0.95, 0.76, 0.97 to 1.000. With more pictures than dimensions (every
+default MNIST run: 20,000) the features are used as they are, as measured in the README.
+
+Two baselines are kept for the measurements: the top
 softmax probability (Hendrycks and Gimpel 2017) and the energy score (Liu et al. 2020)."""
 
 from __future__ import annotations
@@ -14,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+UNIT_EPSILON = 1e-12  # keras.layers.UnitNormalization's: a length below it is taken as this
 SHRINKAGE = 1e-3  # added to the covariance's diagonal, as a share of its mean variance: a singular covariance stays invertible
 
 
@@ -21,6 +36,7 @@ SHRINKAGE = 1e-3  # added to the covariance's diagonal, as a share of its mean v
 class GaussianDetector:
     whiten: np.ndarray  # [d, d]: z = f @ whiten
     means: np.ndarray  # [classes, d]: the class means, whitened
+    unit_length: bool = False  # features scaled to unit length before whitening (fitted on fewer pictures than dimensions)
 
     @property
     def centre(self) -> np.ndarray:
@@ -29,7 +45,8 @@ class GaussianDetector:
 
     @classmethod
     def fit(cls, features: np.ndarray, y: np.ndarray, classes: int) -> "GaussianDetector":
-        f = np.asarray(features, "float64")
+        unit_length = len(features) < np.shape(features)[1]  # rank-deficient covariance: see the module's docstring
+        f = to_unit_length(features) if unit_length else np.asarray(features, "float64")
         present = [c for c in range(classes) if (y == c).any()]
         means = np.zeros((classes, f.shape[1]))
         for c in present:
@@ -41,15 +58,23 @@ class GaussianDetector:
         white_means = means @ whiten
         if len(present) < classes:  # a class with no training picture: far from everything
             white_means[[c for c in range(classes) if c not in present]] = 1e6
-        return cls(whiten.astype("float32"), white_means.astype("float32"))
+        return cls(whiten.astype("float32"), white_means.astype("float32"), unit_length)
 
     def distances(self, features: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance to every class mean, [n, classes]."""
-        z = np.asarray(features, "float64") @ self.whiten
+        z = (to_unit_length(features) if self.unit_length else np.asarray(features, "float64")) @ self.whiten
         return ((z[:, None, :] - self.means[None, :, :]) ** 2).sum(axis=2)
 
     def min_distance(self, features: np.ndarray) -> np.ndarray:
         return self.distances(features).min(axis=1)
+
+
+def to_unit_length(features: np.ndarray) -> np.ndarray:
+    """Each row divided by its length, as keras.layers.UnitNormalization computes it (an all-zero row stays 0)."""
+    f = np.asarray(features, "float64")
+    with np.errstate(divide="ignore"):
+        inverse = np.minimum(1.0 / np.sqrt((f ** 2).sum(axis=1, keepdims=True)), 1.0 / UNIT_EPSILON)
+    return f * inverse
 
 
 def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -88,7 +88,8 @@ def fit(model, splits, config: Mapping[str, Any], outside_sets: Mapping[str, Any
         "temperature": round(temperature, 5),
         "validation_nll_before": calibration.nll(val_logits, splits.y_val),
         "validation_nll_after": calibration.nll(val_logits, splits.y_val, temperature),
-        "detector": f"class-conditional Gaussian, tied covariance, {len(chosen)} training pictures",
+        "detector": f"class-conditional Gaussian, tied covariance, {len(chosen)} training pictures"
+                    + (", features scaled to unit length (fewer pictures than dimensions)" if detector.unit_length else ""),
         "tau": round(gate.tau, 4), "scale": round(gate.scale, 4),
         threshold.KEY: keep, "threshold": chosen_threshold,
         "validation_answered": float(threshold.answered(val_top, chosen_threshold).mean()),

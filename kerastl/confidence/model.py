@@ -10,10 +10,13 @@ threshold on the top score, which app runtimes apply to a model's output on thei
 both when the model hesitates between classes and when the picture is like none of them.
 
 Only Dense, Multiply, Subtract, Reshape, GlobalMaxPooling1D, GlobalAveragePooling2D, Concatenate,
-Rescaling and Activation: the model saves as model.keras and opens in plain Keras (no custom
-object), and every LiteRT variant, int8 too, converts it to FULLY_CONNECTED, MUL, SUB, MEAN,
-CONCATENATION, RESHAPE, REDUCE_MAX, LOGISTIC and SOFTMAX. The fitted numbers live in the layers'
-weights, so nothing else has to travel with the file."""
+Rescaling, Activation and (for a detector fitted on fewer pictures than feature dimensions)
+UnitNormalization: the model saves as model.keras and opens in plain Keras (no custom object),
+and every LiteRT variant, int8 too, converts it to standard builtin ops (FULLY_CONNECTED, MUL, SUB,
+MEAN, CONCATENATION, RESHAPE, REDUCE_MAX, LOGISTIC, SOFTMAX; the unit length adds SQUARE, SUM,
+RSQRT, MINIMUM). The fitted numbers live in the layers' weights, so nothing else has to travel
+with the file. The graph measures distances in units of the gate's midpoint (see gated_model), so
+that a float16 file's numbers stay in range."""
 
 from __future__ import annotations
 
@@ -71,17 +74,24 @@ def gated_model(model, gate: Gate):
 
     scaled = layers.Rescaling(1.0 / gate.temperature, dtype="float32", name="temperature")(logits)
     calibrated = layers.Activation("softmax", dtype="float32", name="calibrated")(scaled)
-    z = frozen(layers.Dense(width, dtype="float32", name="ood_whiten"), detector.whiten, -detector.centre)(features)
+    if detector.unit_length:  # fitted on fewer pictures than dimensions (kerastl.confidence.detector)
+        features = layers.UnitNormalization(dtype="float32", name="ood_unit_length")(features)
+    # distances in units of tau (z and the means divided by sqrt(tau)): a picture at the gate's midpoint
+    # is at 1, whatever the features' scale; raw squared distances reached 10^6 on a small folder's
+    # features, past float16's largest number (65,504), and the float16 file answered every blank picture
+    unit = np.sqrt(max(gate.tau, 1e-12))
+    z = frozen(layers.Dense(width, dtype="float32", name="ood_whiten"), detector.whiten / unit, -detector.centre / unit)(features)
     squared = frozen(layers.Dense(1, use_bias=False, dtype="float32", name="ood_norm"),
                      np.ones((width, 1)))(layers.Multiply(dtype="float32", name="ood_square")([z, z]))  # ||z||^2
-    means = detector.means - detector.centre  # centred: the terms that cancel stay small in an int8 file's ranges
+    means = (detector.means - detector.centre) / unit  # centred: the terms that cancel stay small in an int8 file's ranges
     cross = frozen(layers.Dense(classes, dtype="float32", name="ood_cross"),
                    2.0 * means.T, -(means ** 2).sum(axis=1))(z)  # 2 z.m_c - ||m_c||^2
-    minus_distance = layers.Subtract(dtype="float32", name="ood_minus_distance")([cross, squared])  # -d_c
+    minus_distance = layers.Subtract(dtype="float32", name="ood_minus_distance")([cross, squared])  # -d_c / tau
     per_class = layers.Reshape((classes, 1), name="ood_classes")(minus_distance)
-    nearest = layers.GlobalMaxPooling1D(dtype="float32", name="ood_nearest")(per_class)  # -min_c d_c
+    nearest = layers.GlobalMaxPooling1D(dtype="float32", name="ood_nearest")(per_class)  # -min_c d_c / tau
+    steepness = unit ** 2 / gate.scale  # sigmoid((tau - d) / scale) = sigmoid((1 - d / tau) * tau / scale)
     weight = frozen(layers.Dense(1, activation="sigmoid", dtype="float32", name="in_distribution"),
-                    np.full((1, 1), 1.0 / gate.scale), np.full((1,), gate.tau / gate.scale))(nearest)
+                    np.full((1, 1), steepness), np.full((1,), steepness))(nearest)
     gated = keras.Model(model.inputs, layers.Multiply(dtype="float32", name=OUTPUT)([calibrated, weight]),
                         name=model.name)
     for layer, weights in fixed.items():
