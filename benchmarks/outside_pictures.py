@@ -2,6 +2,7 @@
 
     python benchmarks/outside_pictures.py [RUN_DIR] [--mode cnn] [--mediapipe-limit 2000]
     python benchmarks/outside_pictures.py --folder [--per-class 40] [--mode finetune]
+    python benchmarks/outside_pictures.py RUN_DIR --regate   # refit the gate on the same weights, re-export
 
 Without RUN_DIR it trains `kerastl.run(mode=MODE)` with no other option (the default run of
 `python -m kerastl.fit --mode MODE` on MNIST) and exports it (every LiteRT variant). With
@@ -18,6 +19,11 @@ letters, 1,000 noise pictures, blank, white; a folder: the --outside folder, noi
 - every .tflite file in MediaPipe's ImageClassifier with an app's default options (the first
   `--mediapipe-limit` pictures of each set): the share it returns a class for.
 It prints the tables for the README and writes RUN_DIR/outside_pictures.json.
+
+`--regate` (a finished MNIST or Fashion-MNIST run) first refits the temperature, gate and threshold
+with this checkout's kerastl on the run's own trained weights and splits (kerastl.confidence.job,
+as `fit` runs it), saves model.keras and metrics.json, and re-exports: the figures of a change to
+the gate, without training again.
 """
 
 from __future__ import annotations
@@ -130,6 +136,27 @@ def measure(run_dir: Path, mediapipe_limit: int) -> dict:
             "latency_ms": {row["artifact"]: row["latency_ms"] for row in report.get("rows", [])}, "rows": rows}
 
 
+def regate(run_dir: Path) -> None:
+    """Refit the confidence step on the run's trained weights (its splits rebuilt from the config), then re-export."""
+    import kerastl
+    from kerastl import runs
+    from kerastl.confidence import job
+    from kerastl.confidence.model import ungated
+    from kerastl.data import load_arrays, make_splits
+    from kerastl.model_files import load_keras_model, save_keras_model
+
+    config, metrics = runs.read_config(run_dir), runs.read_metrics(run_dir)
+    trained = ungated(load_keras_model(run_dir / runs.MODEL))  # the trained probabilities, without the old gate
+    splits = make_splits(load_arrays(config["dataset"], config.get("data_dir")), config["validation_fraction"],
+                         config.get("limit"), config.get("test_limit"), config["seed"], config.get("per_class"))
+    fitted = job.fit(trained, splits, config, {}, print)
+    print(f"regated: threshold {fitted.threshold} (recorded {metrics['confidence']['threshold']})", flush=True)
+    fitted.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")  # as fit saves it: plain Keras opens it
+    save_keras_model(fitted.model, run_dir / runs.MODEL)
+    runs.write_metrics(run_dir, {**metrics, "confidence": {**metrics["confidence"], **fitted.metrics}})
+    kerastl.export_run(run_dir, force=True)
+
+
 def photo_folders(work: Path, per_class: int) -> tuple[Path, Path]:
     """(the dataset folder, the --outside folder): benchmarks/small_data.py's photo-like colour
     JPEGs, 4 Fashion-MNIST classes in the first (PER_CLASS a class in train/, 250 in test/), 100
@@ -165,12 +192,15 @@ def main() -> None:
     parser.add_argument("--mediapipe-limit", type=int, default=2000)
     parser.add_argument("--folder", action="store_true", help="train on a photo-like colour folder with --outside pictures")
     parser.add_argument("--per-class", type=int, default=40, help="--folder: training pictures a class")
+    parser.add_argument("--regate", action="store_true", help="RUN_DIR: refit the gate on its trained weights and re-export first")
     parser.add_argument("--work", default=None, help="--folder: where the folders and the run go (default: a new temporary folder)")
     args = parser.parse_args()
     import kerastl
 
     if args.run_dir:
         run_dir = Path(args.run_dir)
+        if args.regate:
+            regate(run_dir)
     else:
         options = {}
         if args.folder:

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from kerastl import runs
 from kerastl.confidence import calibration, threshold
 from kerastl.confidence.detector import GaussianDetector, auroc, energy
 from kerastl.confidence.features import features_and_logits
 from kerastl.confidence.model import Gate, gated_model
+from kerastl.errors import first_line
 from kerastl.log import Log
 
 OUTSIDE_LIMIT = 2_000  # pictures per outside set a run measures (benchmarks/outside_pictures.py measures all)
@@ -43,11 +46,7 @@ class Fitted:
 
 def write_figures(run_dir, fitted: Fitted, title: str, log: Log = print) -> None:
     """reliability.png and abstain_scores.png in the run folder (kerastl.confidence.figures)."""
-    from pathlib import Path
-
-    from kerastl import runs
-    from kerastl.confidence import figures
-    from kerastl.errors import first_line
+    from kerastl.confidence import figures  # deferred: kerastl.plots imports kerastl.history, which imports Keras
 
     if len(fitted.test_labels) == 0:
         return

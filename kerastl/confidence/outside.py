@@ -13,6 +13,10 @@ from typing import Callable
 
 import numpy as np
 
+from kerastl.data import load_arrays
+from kerastl.data.folders import check_image, load_images
+from kerastl.digit_image import fit_digit
+from kerastl.errors import UserError
 from kerastl.log import Log
 
 LETTERS = "ACEFHKMNPRTUVWXY"  # capitals that look like no digit (not B, D, G, I, J, L, O, Q, S, Z)
@@ -43,10 +47,8 @@ def calibration_extras(shape: tuple[int, int, int]) -> np.ndarray:
 def letters(count_per_font: int = 1, rotations: tuple[float, ...] = (0.0, -10.0, 10.0)) -> np.ndarray:
     """Capital letters drawn white on black, each fitted MNIST-style (a 20-pixel box centred by its
     centre of mass in 28x28, kerastl.digit_image.fit_digit): [n, 28, 28, 1] uint8."""
-    import matplotlib
+    import matplotlib  # deferred, with PIL's drawing: only a run on MNIST draws letters
     from PIL import Image, ImageDraw, ImageFont
-
-    from kerastl.digit_image import fit_digit
 
     font_dir = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     pictures = []
@@ -63,9 +65,6 @@ def letters(count_per_font: int = 1, rotations: tuple[float, ...] = (0.0, -10.0,
 
 def image_folder(folder: str | Path, shape: tuple[int, int, int], limit: int) -> np.ndarray:
     """Every readable picture under `folder` (any depth), decoded and resized as training did."""
-    from kerastl.data.folders import check_image, load_images
-    from kerastl.errors import UserError
-
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise UserError(f"--outside: no folder {root}")
@@ -78,8 +77,6 @@ def image_folder(folder: str | Path, shape: tuple[int, int, int], limit: int) ->
 def sets_for(dataset: str, shape: tuple[int, int, int], outside_folder: str | None = None, limit: int = 10_000,
              data_dir: str | None = None, log: Log = print) -> dict[str, Callable[[], np.ndarray]]:
     """{name: a function that makes the set} for a run's dataset (made only when measured)."""
-    from kerastl.data import load_arrays
-
     def other(name):
         return lambda: load_arrays(name, data_dir, log=log)["x_test"][:limit]
 

@@ -10,7 +10,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from kerastl.confidence.detector import auroc
+from kerastl.export import mediapipe_check, metadata
 from kerastl.export.convert import tflite_name
+from kerastl.litert import LiteRTModel
 from kerastl.log import Log
 
 MEDIAPIPE_PICTURES = 500  # per set: MediaPipe classifies one picture per call
@@ -20,10 +23,6 @@ def measure(folder: Path, quantize: Sequence[str], x_test: np.ndarray, sets: Map
             use_mediapipe: bool, log: Log = print) -> dict[str, Any]:
     """Per file: the share of each set answered (and the AUROC of the top score against the test
     images) in LiteRT, and the share MediaPipe returns a class for."""
-    from kerastl.confidence.detector import auroc
-    from kerastl.export import mediapipe_check, metadata
-    from kerastl.litert import LiteRTModel
-
     pictures = {"test": x_test, **{name: make() for name, make in sets.items()}}
     rows = []
     for variant in quantize:

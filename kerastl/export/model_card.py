@@ -17,7 +17,7 @@ from kerastl import runs
 from kerastl.backbones import backbone_spec
 from kerastl.data.datasets import DATASETS, GREY_WEIGHTS
 from kerastl.export.convert import tflite_name
-from kerastl.export.parity import REPORT, human_size
+from kerastl.export.parity import GATED_LATENCY, REPORT, human_size
 from kerastl.modes import BACKBONE_MODES
 from kerastl.text import percent
 
@@ -171,7 +171,8 @@ def _accuracy(report: dict[str, Any]) -> str:
         )
     threads = report.get("interpreter_threads")
     notes = [f"Latency: median of {report['latency_repeats']} single-image calls on the export machine "
-             f"({report.get('interpreter') or 'Keras'}" + (f", interpreter threads: {threads})." if threads else ").")]
+             f"({report.get('interpreter') or 'Keras'}" + (f", interpreter threads: {threads})" if threads else ")")
+             + (GATED_LATENCY if report.get("abstain") else "") + "."]
     if mediapipe.get("version"):
         notes.append(f"MediaPipe: `mediapipe` {mediapipe['version']}'s ImageClassifier, given the test images as RGB "
                      f"pictures {mediapipe['picture_scale']}x the input size (it resizes them itself).")

@@ -25,6 +25,7 @@ from kerastl.model_files import keras_predict, saved_model_predict
 
 MAX_DROP_PP = 0.5
 REPORT = "export_report.json"  # in export/: the report as JSON
+GATED_LATENCY = ", the abstain gate included (kerastl's benchmarks/gate_latency.py times the files with and without it)"
 
 
 @dataclass
@@ -193,7 +194,8 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(line.rstrip() + ("  DROP" if row["flagged"] else ""))
     lines += refusals
     lines.append(
-        f"{report['test_images']} test images; latency: median of {report['latency_repeats']} single-image calls; "
+        f"{report['test_images']} test images; latency: median of {report['latency_repeats']} single-image calls"
+        f"{GATED_LATENCY if report.get('abstain') else ''}; "
         f"DROP: more than {report['max_drop_pp']} pp below the Keras model, or refused by MediaPipe"
     )
     if mediapipe.get("version"):
