@@ -99,3 +99,11 @@ def test_the_export_measures_abstaining_and_the_model_card_explains_it(small_run
     card = (export_dir / "MODEL_CARD.md").read_text()
     assert "## When it says not sure" in card and f"default score threshold of **{recorded:.4f}**" in card
     assert "| `model_float32.tflite` | LiteRT | " in card and "it cannot say 'none of these'" not in card
+
+
+def test_the_model_card_warns_when_the_validation_split_is_too_small_for_the_share_kept():
+    from kerastl.export.model_card import _few_validation
+
+    assert "of only 16: that keeps all of them" in _few_validation({"validation_images": 16}, 99.0)
+    assert _few_validation({"validation_images": 200}, 99.0) == ""  # 2 of them may fall below
+    assert _few_validation({}, 99.0) == ""  # a run recorded before the count

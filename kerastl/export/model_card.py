@@ -257,6 +257,15 @@ def _threshold(facts: ModelFacts) -> float | None:
     return threshold.of_run(facts.metrics)
 
 
+def _few_validation(metrics: dict[str, Any], keep: float) -> str:
+    """A warning when the validation split is too small for the share kept to mean anything."""
+    count = metrics.get("validation_images")
+    if not count or count * (1 - keep / 100) >= 1:
+        return ""
+    return (f" (of only {count:,}: that keeps all of them, so the threshold is their lowest score, and the share of new "
+            "pictures of the classes answered is known only roughly; more validation pictures make it firmer)")
+
+
 def _not_sure(facts: ModelFacts, report: dict[str, Any]) -> str:
     """What the threshold in the files means for an app, with what was measured and its limits."""
     chosen = _threshold(facts)
@@ -277,8 +286,8 @@ def _not_sure(facts: ModelFacts, report: dict[str, Any]) -> str:
         f"{c['temperature']:.3g}; test calibration error {100 * c.get('test_ece_before', 0):.2f} % -> "
         f"{100 * c.get('test_ece_after', 0):.2f} %), multiplied by how close the picture lies to one of the classes in "
         f"the model's features (a Gaussian per class, fitted on training pictures). The threshold keeps {keep:g} % of "
-        f"the validation pictures answered; on the test pictures it answered {100 * c.get('test_answered', 0):.2f} %, "
-        f"and {100 * c.get('test_answered_accuracy', 0):.2f} % of those answers were right.",
+        f"the validation pictures answered{_few_validation(facts.metrics, keep)}; on the test pictures it answered "
+        f"{100 * c.get('test_answered', 0):.2f} %, and {100 * c.get('test_answered_accuracy', 0):.2f} % of those answers were right.",
     ]
     abstain = report.get("abstain")
     if abstain:
