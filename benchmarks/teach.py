@@ -11,8 +11,11 @@ start, while the page is open). For each draw:
   GET /api/train, polled every 0.1 s), and until the CNN from scratch is;
 - each model's accuracy on `--new` new pictures a class (never seen in training or scoring),
   classified one by one with POST /api/predict, and the cross-validated accuracy the page shows;
-- the latency of POST /api/predict (both models answer each picture), median and 90th percentile.
-Prints one markdown row per draw and the means.
+- the latency of POST /api/predict (both models answer each picture), median and 90th percentile;
+- then Fine-tune (POST /api/finetune): seconds until it is done, its accuracy on the pictures it was
+  scored on (fold 1) beside the frozen model's on the same pictures, and on the same new pictures
+  (classified again: now three models answer each, and that latency is reported too).
+Prints one markdown row per draw and the means (medians for the times).
 """
 
 from __future__ import annotations
@@ -38,6 +41,38 @@ def call(url: str, method: str = "GET", body: bytes | None = None) -> dict:
         return json.loads(reply.read())
 
 
+def wait_for(url: str, pressed: float) -> tuple[dict, dict]:
+    """(the final status of a training or fine-tune, {model: seconds from `pressed` until its result appeared})."""
+    ready = {}
+    while True:
+        status = call(url + "api/train")
+        for model in status["results"]:
+            ready.setdefault(model, time.perf_counter() - pressed)
+        if status["state"] != "running":
+            break
+        time.sleep(0.1)
+    if status["state"] != "done":
+        raise SystemExit(f"training failed: {status['error']}")
+    return status, ready
+
+
+def classify(url: str, tests: list[tuple[str, Path]]) -> tuple[dict, list[float]]:
+    """({model: share of `tests` whose top class is right}, the round trips in seconds, sorted)."""
+    right, latency = {}, []
+    for name, picture in tests:
+        body = picture.read_bytes()
+        start = time.perf_counter()
+        answer = call(url + "api/predict", "POST", body)
+        latency.append(time.perf_counter() - start)
+        for result in answer["results"]:
+            right[result["model"]] = right.get(result["model"], 0) + (result["top"][0]["label"] == name)
+    return {model: n / len(tests) for model, n in right.items()}, sorted(latency)
+
+
+def percentile_ms(latency: list[float], share: float) -> float:
+    return 1000 * latency[int(share * (len(latency) - 1))]
+
+
 def one_draw(seed: int, per_class: int, new: int, teacher_options: dict, work: Path) -> dict:
     from benchmarks.small_data import photo_like_folder
     from kerastl.teach.server import make_server
@@ -57,33 +92,24 @@ def one_draw(seed: int, per_class: int, new: int, teacher_options: dict, work: P
                 call(f"{url}api/classes/{name}/examples", "POST", picture.read_bytes())
         pressed = time.perf_counter()
         call(url + "api/train", "POST")
-        ready = {}
-        while True:
-            status = call(url + "api/train")
-            for model in status["results"]:
-                ready.setdefault(model, time.perf_counter() - pressed)
-            if status["state"] != "running":
-                break
-            time.sleep(0.1)
-        if status["state"] != "done":
-            raise SystemExit(f"training failed: {status['error']}")
-        right = {"transfer": 0, "scratch": 0}
-        latency = []
+        status, ready = wait_for(url, pressed)
         tests = [(name, p) for name in CLASSES.values() for p in sorted((data / "test" / name).iterdir())]
-        for name, picture in tests:
-            body = picture.read_bytes()
-            start = time.perf_counter()
-            answer = call(url + "api/predict", "POST", body)
-            latency.append(time.perf_counter() - start)
-            for result in answer["results"]:
-                right[result["model"]] += result["top"][0]["label"] == name
-        latency.sort()
+        right, latency = classify(url, tests)
+        pressed = time.perf_counter()
+        call(url + "api/finetune", "POST")
+        tuned_status, tuned_ready = wait_for(url, pressed)
+        tuned = tuned_status["results"]["finetuned"]
+        right_after, latency_after = classify(url, tests)
         return {
             "seed": seed, "transfer_s": ready["transfer"], "scratch_s": ready["scratch"],
-            "transfer_new": right["transfer"] / len(tests), "scratch_new": right["scratch"] / len(tests),
+            "transfer_new": right["transfer"], "scratch_new": right["scratch"],
             "transfer_cv": status["results"]["transfer"]["accuracy"], "scratch_cv": status["results"]["scratch"]["accuracy"],
             "scored_by": status["results"]["transfer"]["scored_by"], "new_pictures": len(tests),
-            "latency_median_ms": 1000 * statistics.median(latency), "latency_p90_ms": 1000 * latency[int(0.9 * (len(latency) - 1))],
+            "latency_median_ms": 1000 * statistics.median(latency), "latency_p90_ms": percentile_ms(latency, 0.9),
+            "finetune_s": tuned_ready["finetuned"], "finetuned_new": right_after["finetuned"],
+            "finetuned_fold": tuned["accuracy"], "frozen_fold": tuned["frozen_accuracy"], "fold_pictures": tuned["held_out"],
+            "finetune_scored_by": tuned["scored_by"], "finetune_epochs": tuned["epochs"],
+            "latency3_median_ms": 1000 * statistics.median(latency_after), "latency3_p90_ms": percentile_ms(latency_after, 0.9),
         }
     finally:
         httpd.shutdown()
@@ -102,18 +128,27 @@ def main(argv=None) -> int:
         for seed in (int(s) for s in args.seeds.split(",")):
             rows.append(one_draw(seed, args.per_class, args.new, {}, Path(work)))
             print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{len(CLASSES)} classes x {args.per_class} pictures; {rows[0]['scored_by']}; {rows[0]['new_pictures']} new pictures per draw\n")
-    print("| draw | Train to transfer scored | Train to CNN scored | transfer, new pictures | CNN, new pictures | transfer, cross-validated | CNN, cross-validated | predict median / p90 |")
+    print(f"\n{len(CLASSES)} classes x {args.per_class} pictures; {rows[0]['scored_by']}; {rows[0]['new_pictures']} new pictures per draw; "
+          f"fine-tune scored on {rows[0]['finetune_scored_by']}, {rows[0]['finetune_epochs']} epochs\n")
+    print("| draw | Train to transfer scored | Train to CNN scored | Fine-tune to done | new pictures: transfer / CNN / fine-tuned "
+          "| cross-validated: transfer / CNN | fold 1: frozen / fine-tuned | predict median / p90 (2 models; 3 models) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
     for r in rows:
-        print(f"| seed {r['seed']} | {r['transfer_s']:.1f} s | {r['scratch_s']:.1f} s | {100 * r['transfer_new']:.1f} % | {100 * r['scratch_new']:.1f} % "
-              f"| {100 * r['transfer_cv']:.1f} % | {100 * r['scratch_cv']:.1f} % | {r['latency_median_ms']:.0f} / {r['latency_p90_ms']:.0f} ms |")
+        print(f"| seed {r['seed']} | {r['transfer_s']:.1f} s | {r['scratch_s']:.1f} s | {r['finetune_s']:.1f} s "
+              f"| {pct(r['transfer_new'])} / {pct(r['scratch_new'])} / {pct(r['finetuned_new'])} | {pct(r['transfer_cv'])} / {pct(r['scratch_cv'])} "
+              f"| {pct(r['frozen_fold'])} / {pct(r['finetuned_fold'])} of {r['fold_pictures']} "
+              f"| {r['latency_median_ms']:.0f} / {r['latency_p90_ms']:.0f} ms; {r['latency3_median_ms']:.0f} / {r['latency3_p90_ms']:.0f} ms |")
     mean = lambda key: statistics.mean(r[key] for r in rows)  # noqa: E731
-    print(f"| mean | {mean('transfer_s'):.1f} s | {mean('scratch_s'):.1f} s | {100 * mean('transfer_new'):.1f} % | {100 * mean('scratch_new'):.1f} % "
-          f"| {100 * mean('transfer_cv'):.1f} % | {100 * mean('scratch_cv'):.1f} % | {mean('latency_median_ms'):.0f} / {mean('latency_p90_ms'):.0f} ms |")
-    gaps = [100 * (r["transfer_new"] - r["scratch_new"]) for r in rows]
-    print(f"\ntransfer minus CNN on new pictures: {', '.join(f'{g:+.1f}' for g in gaps)} pp (mean {statistics.mean(gaps):+.1f} pp); "
-          f"wall time {time.perf_counter() - started:.0f} s")
+    median = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
+    print(f"| median (times), mean (accuracies) | {median('transfer_s'):.1f} s | {median('scratch_s'):.1f} s | {median('finetune_s'):.1f} s "
+          f"| {pct(mean('transfer_new'))} / {pct(mean('scratch_new'))} / {pct(mean('finetuned_new'))} | {pct(mean('transfer_cv'))} / {pct(mean('scratch_cv'))} "
+          f"| {pct(mean('frozen_fold'))} / {pct(mean('finetuned_fold'))} | {median('latency_median_ms'):.0f} / {median('latency_p90_ms'):.0f} ms; "
+          f"{median('latency3_median_ms'):.0f} / {median('latency3_p90_ms'):.0f} ms |")
+    for a, b in (("transfer", "scratch"), ("finetuned", "transfer")):
+        gaps = [100 * (r[f"{a}_new"] - r[f"{b}_new"]) for r in rows]
+        print(f"\n{a} minus {b} on new pictures: {', '.join(f'{g:+.1f}' for g in gaps)} pp (mean {statistics.mean(gaps):+.1f} pp)")
+    print(f"\nwall time {time.perf_counter() - started:.0f} s")
     return 0
 
 
