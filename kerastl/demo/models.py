@@ -8,9 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kerastl import runs
+from kerastl.digit_image import ImageError
 from kerastl.errors import UserError
 from kerastl.log import Log
-from kerastl.study.folder import is_study
+from kerastl.model_files import model_kind
+from kerastl.plots import run_title as describe_config
+from kerastl.prediction import load_classifier, top_classes
+from kerastl.study import results
+from kerastl.study.folder import is_study  # this module starts Keras: nothing here defers it
 from kerastl.text import percent
 from kerastl.web.pictures import as_file, png_data_url
 
@@ -36,8 +41,6 @@ class DemoModel:
 def best_study_runs(study_dir: Path, contenders=STUDY_CONTENDERS) -> list[tuple[Path, str]]:
     """(run folder, title) of the study's best finished run of each contender, by test accuracy
     (on a tie, the run with more labelled images). A study without any of them is a UserError."""
-    from kerastl.study import results
-
     try:
         rows = results.read(study_dir)["runs"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -57,8 +60,6 @@ def best_study_runs(study_dir: Path, contenders=STUDY_CONTENDERS) -> list[tuple[
 
 def run_title(folder: Path) -> str:
     """What a run folder holds, from its own files: `cnn on mnist, all images: 99.49 % on 10,000 test images`."""
-    from kerastl.plots import run_title as describe_config
-
     if not (folder.is_dir() and runs.is_complete(folder)):
         return folder.name  # a .keras, SavedModel or .tflite file
     metrics = runs.read_metrics(folder)
@@ -75,8 +76,6 @@ def _data_label(per_class) -> str:
 def models_to_show(paths: list[str | Path]) -> list[tuple[Path, str]]:
     """(model path, title) for every argument: a study folder becomes its best runs. Checked
     without loading anything, so a folder with no model is refused before a framework starts."""
-    from kerastl.model_files import model_kind
-
     chosen = []
     for given in paths:
         path = Path(given).expanduser()
@@ -89,8 +88,6 @@ def models_to_show(paths: list[str | Path]) -> list[tuple[Path, str]]:
 
 
 def load_models(chosen: list[tuple[Path, str]], warn: Log = print) -> list[DemoModel]:
-    from kerastl.prediction import load_classifier
-
     names = _unique_names([path for path, _ in chosen])
     return [DemoModel(name, title, load_classifier(path, warn)) for name, (path, title) in zip(names, chosen)]
 
@@ -107,9 +104,6 @@ def _unique_names(paths: list[Path]) -> list[str]:
 def classify(models: list[DemoModel], image: bytes) -> list[dict]:
     """Every model's top classes for one picture (PNG, JPEG, ... bytes), each with the input
     pixels it saw as a PNG data URL, or the reason it could not read the picture."""
-    from kerastl.digit_image import ImageError
-    from kerastl.prediction import top_classes
-
     with as_file(image, prefix="kerastl-demo-") as path:
         answers = []
         for model in models:

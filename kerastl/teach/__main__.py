@@ -15,9 +15,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from kerastl.backbones import backbone_spec
 from kerastl.cli import OneLineParser, run_cli
 from kerastl.errors import UserError
-from kerastl.web.server import add_address_arguments, parse_address_arguments
+from kerastl.teach.server import make_server
+from kerastl.teach.session import Session
+from kerastl.teach.teacher import Teacher
+from kerastl.web.server import add_address_arguments, exposure_warning, parse_address_arguments, serve
 
 PROG = "kerastl.teach"
 DEFAULT_PORT = 8001  # beside the demo's 8000
@@ -36,18 +40,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from kerastl.backbones import backbone_spec
-    from kerastl.web.server import exposure_warning, serve
-
     output = Path(args.output_dir).expanduser()
     if output.exists() and not output.is_dir():
         raise UserError(f"--output-dir {output}: not a folder")
     backbone_spec(args.backbone)  # an unknown name is a UserError before anything loads
     say = lambda line: print(f"{PROG}: {line}", flush=True)  # noqa: E731
-    from kerastl.teach.server import make_server
-    from kerastl.teach.session import Session
-    from kerastl.teach.teacher import Teacher
-
     session = Session(output)
     classes = session.classes()
     if classes:

@@ -21,24 +21,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
-from kerastl import finished_run, runs
+from kerastl import finished_run, runs  # finished_run starts Keras: teacher.py imports this module when it exports
 from kerastl.data import folders
+from kerastl.data.datasets import DataInfo
+from kerastl.export import export_run
 from kerastl.log import Log
 from kerastl.modes import MODES
+from kerastl.teach.session import RUNS
 from kerastl.teach.training import FINETUNED, SCRATCH, TRANSFER
 from kerastl.text import percent
 
-RUNS = "runs"
 CARD = "MODEL_CARD.md"
 
 
 def export_session(session, trained, extractor, quantize=None, log: Log = print) -> dict[str, Any]:
     """Write both runs, export the transfer run (fine-tuned if it was); {"run", "runs", "files", "folder",
     "mediapipe"}, paths relative to OUTPUT."""
-    from kerastl.export import export_run
-
     started = time.perf_counter()
     output = session.output_dir
     if FINETUNED in trained.models:
@@ -59,8 +60,7 @@ def export_session(session, trained, extractor, quantize=None, log: Log = print)
 def transfer_model(trained, extractor):
     """The whole transfer model (pixels in, probabilities out), as `fit --mode feature` builds it,
     with the head that teach trained."""
-    from kerastl.data.datasets import DataInfo
-    from kerastl.models import build_transfer_model
+    from kerastl.models import build_transfer_model  # Keras, when a model is exported
 
     size = extractor.size
     data = DataInfo("teach", tuple(trained.labels), (size, size, 3))
@@ -73,8 +73,6 @@ def transfer_model(trained, extractor):
 
 def write_run(runs_dir: Path, mode: str, trained, name: str, model, pictures_root: Path) -> Path:
     """A finished kerastl run folder of one of teach's models."""
-    import keras
-
     score, config = trained.scores[name], dict(trained.configs[name])
     side = int(model.input_shape[1])
     config.update(stored_size=side, run_name=None, output_dir=str(runs_dir))

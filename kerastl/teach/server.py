@@ -27,8 +27,7 @@ import mimetypes
 from http import HTTPStatus
 from urllib.parse import unquote
 
-from kerastl.teach.export import RUNS
-from kerastl.teach.session import NotFound, SessionError
+from kerastl.teach.session import RUNS, NotFound, SessionError
 from kerastl.teach.teacher import Busy, NotReady, Teacher
 from kerastl.web import page, server
 from kerastl.web.server import Refused, Reply, html_reply, json_reply

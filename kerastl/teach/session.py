@@ -23,6 +23,7 @@ from kerastl.files import atomic_path
 from kerastl.web import pictures
 
 PICTURES = "pictures"
+RUNS = "runs"  # the exported runs (kerastl.teach.export), beside pictures/
 CLASS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+-]{0,39}")
 RESERVED = {"train", *(name for names in SPLIT_FOLDERS.values() for name in names)}  # a folder dataset reads them as splits
 

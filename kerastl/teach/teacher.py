@@ -19,7 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from kerastl.data.folders import load_images
+from kerastl.errors import first_line
 from kerastl.log import Log
+from kerastl.prediction import top_classes
 from kerastl.teach import training
 from kerastl.teach.session import Session, SessionError
 from kerastl.web import pictures
@@ -188,8 +191,6 @@ class Teacher:
         except KeyboardInterrupt:
             self._finish(job, "failed", "stopped before it finished")
         except Exception as exc:  # the page shows it; the server and the last models stay
-            from kerastl.errors import first_line
-
             self._finish(job, "failed", first_line(exc) if not isinstance(exc, SessionError) else str(exc))
         else:
             self._finish(job, "done", None)
@@ -235,8 +236,6 @@ class Teacher:
         self._publish(job, TRANSFER, title, score, head, config, started)
 
     def _train_scratch(self, job: Trained, started: float) -> None:
-        from kerastl.data.folders import load_images
-
         report = lambda f, step: self._report(SCRATCH, f, f"CNN from scratch: {step}")  # noqa: E731
         report(0.0, "decoding the pictures")
         size = training.SCRATCH_SIZE
@@ -256,8 +255,6 @@ class Teacher:
         self._publish(job, SCRATCH, "CNN from scratch (kerastl's cnn), trained on these pictures only", score, model, config, started)
 
     def _finetune(self, job: Trained, started: float) -> None:
-        from kerastl.data.folders import load_images
-
         report = lambda f, step: self._report(FINETUNED, f, f"fine-tune: {step}")  # noqa: E731
         report(0.0, "decoding the pictures")
         extractor, classes = self.extractor(), len(job.labels)
@@ -289,8 +286,6 @@ class Teacher:
 
     def predict(self, picture: bytes) -> dict:
         """Each trained model's top classes for one picture; NotReady before the first training ends."""
-        from kerastl.prediction import top_classes
-
         try:
             pictures.checked(picture)
         except pictures.PictureError as exc:
@@ -319,7 +314,7 @@ class Teacher:
     def export(self) -> dict:
         """Write the last training's models as kerastl run folders and export the transfer model's
         LiteRT files (kerastl.export); Busy while a training or another export runs."""
-        from kerastl.teach import export
+        from kerastl.teach import export  # it starts Keras (kerastl.finished_run): not before the first export
 
         with self._state_lock:
             if self.state == "running" or self.exporting:

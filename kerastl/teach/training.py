@@ -34,7 +34,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from kerastl import sizing
+from kerastl.backbones import unfreeze
+from kerastl.config import resolve_run_config
 from kerastl.data.datasets import DataInfo
+from kerastl.data.folders import decode_image, load_images
 from kerastl.files import atomic_path
 from kerastl.modes import BACKBONE_MODES
 from kerastl.teach.session import Picture, SessionError
@@ -65,9 +69,6 @@ def check_trainable(names: list[str], pictures: list[Picture]) -> None:
 def sized_config(mode: str, dataset: Path, train_images: int, options: dict[str, Any]) -> dict[str, Any]:
     """kerastl's config of `mode` for this many training pictures, as `fit --dataset` would size it
     (`options`: kerastl.run keywords; None: not given)."""
-    from kerastl import sizing
-    from kerastl.config import resolve_run_config
-
     options = {"dataset": str(dataset), **{k: v for k, v in options.items() if v is not None}}
     if mode not in BACKBONE_MODES:
         options.pop("backbone", None)
@@ -176,8 +177,6 @@ class FeatureExtractor:
 
     def of_files(self, paths: list[Path], progress: Callable[[float], None], batch: int = 16) -> tuple[np.ndarray, int]:
         """(features [n, d], how many were computed now): only pictures not in the cache are computed."""
-        from kerastl.data.folders import load_images
-
         missing = [p for p in paths if p.name not in self.cache]
         for start in range(0, len(missing), batch):
             chunk = missing[start:start + batch]
@@ -197,9 +196,7 @@ class FeatureExtractor:
 def decode(path: Path, size: int) -> np.ndarray:
     """One picture as uint8 pixels [1, size, size, 3], decoded as `fit` decodes a folder's pictures
     (kerastl.data.folders.decode_image), eagerly: a tf.data pipeline for one picture costs more."""
-    import tensorflow as tf
-
-    from kerastl.data.folders import decode_image
+    import tensorflow as tf  # TensorFlow's decoders, loaded with the first picture
 
     return decode_image(tf.constant(str(path)), (size, size), 3).numpy()[None]
 
@@ -312,7 +309,6 @@ class FineTuner(RepeatedFits):
     def __init__(self, backbone: str, pixels: np.ndarray, targets: np.ndarray, labels: list[str], config):
         import keras
 
-        from kerastl.backbones import unfreeze
         from kerastl.models import build_transfer_model
         from kerastl.train import learning_rate, make_optimizer
 
