@@ -240,7 +240,7 @@ def test_class_names_become_folder_names_only_when_safe(name, ok, tmp_path):
 
 def test_the_command_and_the_server_start_no_framework_until_they_train():
     """Importing the command (what --help and a refused flag run) and the page's server loads neither Keras nor
-    TensorFlow nor scikit-learn: the first training does."""
+    TensorFlow nor scikit-learn: Keras starts once the server listens (the backbone's warm-up)."""
     code = ("import sys, kerastl.teach.__main__, kerastl.teach.server; "
             "print([m for m in ('keras', 'tensorflow', 'sklearn') if m in sys.modules])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout.strip() == "[]"
