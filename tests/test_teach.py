@@ -157,6 +157,10 @@ def test_add_train_poll_predict_export_and_reopen(shapes, tmp_path):
             assert download.read() == (output / exported["files"][0]).read_bytes()
         cnn_dir = output / exported["runs"][1]
         assert runs.read_config(cnn_dir)["mode"] == "cnn" and runs.read_labels(cnn_dir) == list(SHAPES)
+        status, renamed = call(url + "api/classes/square/rename", "POST", document={"name": "box"})
+        assert status == 200 and call(url + "api/finetune", "POST") == (
+            409, {"error": f"{PER_CLASS} pictures of the last training were removed or renamed since: press Train first"})
+        assert call(url + "api/classes/box/rename", "POST", document={"name": "square"})[0] == 200
 
     # Reopened: the same classes; retraining computes no feature again; Stop stops the CNN.
     with teaching(output) as url:

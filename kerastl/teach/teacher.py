@@ -134,6 +134,10 @@ class Teacher:
             self._check_idle()
             if self.trained is None:
                 raise NotReady("nothing is trained yet: press Train first")
+            gone = sum(not path.is_file() for path in self.trained.paths)
+            if gone:
+                raise NotReady(f"{gone} picture{'s' if gone > 1 else ''} of the last training {'were' if gone > 1 else 'was'} "
+                               "removed or renamed since: press Train first")
             return self._launch(self.trained.without(FINETUNED), self._finetune)
 
     def _check_idle(self) -> None:
