@@ -12,7 +12,7 @@ from kerastl import runs
 from kerastl.confidence import calibration, job, threshold
 from kerastl.confidence.detector import SHRINKAGE, GaussianDetector, auroc, energy, to_unit_length
 from kerastl.confidence.features import features_and_logits
-from kerastl.confidence.model import Gate, gated_model, is_gated, ungated
+from kerastl.confidence.model import WEIGHT_FLOOR, Gate, gated_model, is_gated, ungated
 from kerastl.models import build_cnn
 from benchmarks.small_data import photo_like_folder
 from tests.helpers import QUIET, TINY, train_small
@@ -139,6 +139,19 @@ def test_gated_model_computes_the_gate_saves_and_reloads_in_plain_keras(small_cn
     reloaded = keras.saving.load_model(path)  # plain Keras: no custom objects
     np.testing.assert_allclose(np.asarray(reloaded.predict(probe, verbose=0)), out, rtol=1e-5, atol=1e-7)
     assert reloaded.trainable_weights and all(not reloaded.get_layer(n).trainable for n in ("ood_whiten", "in_distribution"))
+
+
+def test_a_picture_far_from_every_class_keeps_a_score_above_0_and_its_top_guess(small_cnn, mnist):
+    """A gate so tight that every picture is far past its midpoint: float32's sigmoid would give
+    exactly 0 (MediaPipe then names no class even when an app asks for every answer, and the top
+    guess would be class 0); the weight's floor keeps the ranking and a positive score."""
+    x, y = mnist["x_train"][:1000], mnist["y_train"][:1000]
+    features, logits = features_and_logits(small_cnn, x, 250)
+    gate = Gate(1.0, GaussianDetector.fit(features, y, 10), tau=1e-3, scale=1e-3)
+    assert gate.weight(np.array([1e6]))[0] == WEIGHT_FLOOR
+    out = np.asarray(gated_model(small_cnn, gate).predict(x[:50].astype("float32"), verbose=0))
+    assert out.max() < 1e-5 and out.max(axis=1).min() > 0.0
+    np.testing.assert_array_equal(out.argmax(1), logits[:50].argmax(1))
 
 
 @pytest.mark.slow

@@ -28,6 +28,10 @@ from kerastl.confidence.detector import GaussianDetector
 from kerastl.confidence.features import CLASSIFIER, feature_tensor
 
 OUTPUT = "probabilities"  # the output layer's name, as in every kerastl model (kerastl.models)
+# The in-distribution weight never falls below this: a picture far from every class keeps its class
+# ranking (predict's "top guess") and a score above 0, which MediaPipe needs to name a class when an
+# app asks for every answer (a float32 sigmoid reaches exactly 0 past about -104).
+WEIGHT_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,8 @@ class Gate:
 
     def weight(self, min_distance: np.ndarray) -> np.ndarray:
         """The in-distribution weight of pictures with these smallest distances (what the graph computes)."""
-        return 1.0 / (1.0 + np.exp(-np.clip((self.tau - min_distance) / self.scale, -80, 80)))
+        sigmoid = 1.0 / (1.0 + np.exp(-np.clip((self.tau - min_distance) / self.scale, -80, 80)))
+        return WEIGHT_FLOOR + (1.0 - WEIGHT_FLOOR) * sigmoid
 
     def scores(self, logits: np.ndarray, features: np.ndarray) -> np.ndarray:
         """The gated probabilities [n, classes], computed in numpy as the model does."""
@@ -90,8 +95,10 @@ def gated_model(model, gate: Gate):
     per_class = layers.Reshape((classes, 1), name="ood_classes")(minus_distance)
     nearest = layers.GlobalMaxPooling1D(dtype="float32", name="ood_nearest")(per_class)  # -min_c d_c / tau
     steepness = unit ** 2 / gate.scale  # sigmoid((tau - d) / scale) = sigmoid((1 - d / tau) * tau / scale)
-    weight = frozen(layers.Dense(1, activation="sigmoid", dtype="float32", name="in_distribution"),
-                    np.full((1, 1), steepness), np.full((1,), steepness))(nearest)
+    sigmoid = frozen(layers.Dense(1, activation="sigmoid", dtype="float32", name="in_distribution"),
+                     np.full((1, 1), steepness), np.full((1,), steepness))(nearest)
+    weight = frozen(layers.Dense(1, dtype="float32", name="in_distribution_floor"),
+                    np.full((1, 1), 1.0 - WEIGHT_FLOOR), np.full((1,), WEIGHT_FLOOR))(sigmoid)
     gated = keras.Model(model.inputs, layers.Multiply(dtype="float32", name=OUTPUT)([calibrated, weight]),
                         name=model.name)
     for layer, weights in fixed.items():
