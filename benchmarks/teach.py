@@ -14,7 +14,12 @@ start, while the page is open). For each draw:
 - the latency of POST /api/predict (both models answer each picture), median and 90th percentile;
 - then Fine-tune (POST /api/finetune): seconds until it is done, its accuracy on the pictures it was
   scored on (fold 1) beside the frozen model's on the same pictures, and on the same new pictures
-  (classified again: now three models answer each, and that latency is reported too).
+  (classified again: now three models answer each, and that latency is reported too);
+  `--no-finetune` leaves it out;
+- "not sure" (kerastl.teach.gate): the share of the new pictures each model answers (does not
+  abstain on), and the transfer model's share answered of pictures of no class sent through POST
+  /api/predict as PNG files at 96 px: NOISE uniform noise pictures, a blank (black) and a white one
+  (kerastl.confidence.outside's sets).
 Prints one markdown row per draw and the means (medians for the times).
 """
 
@@ -56,24 +61,55 @@ def wait_for(url: str, pressed: float) -> tuple[dict, dict]:
     return status, ready
 
 
-def classify(url: str, tests: list[tuple[str, Path]]) -> tuple[dict, list[float]]:
-    """({model: share of `tests` whose top class is right}, the round trips in seconds, sorted)."""
-    right, latency = {}, []
+def classify(url: str, tests: list[tuple[str, Path]], answered: dict | None = None) -> tuple[dict, list[float]]:
+    """({model: share of `tests` whose top class is right}, the round trips in seconds, sorted);
+    `answered` (if given) receives {model: share of `tests` it did not abstain on}."""
+    right, kept, latency = {}, {}, []
     for name, picture in tests:
-        body = picture.read_bytes()
+        body = picture if isinstance(picture, bytes) else picture.read_bytes()
         start = time.perf_counter()
         answer = call(url + "api/predict", "POST", body)
         latency.append(time.perf_counter() - start)
         for result in answer["results"]:
             right[result["model"]] = right.get(result["model"], 0) + (result["top"][0]["label"] == name)
+            kept[result["model"]] = kept.get(result["model"], 0) + (not result["abstained"])
+    if answered is not None:
+        answered.update({model: n / len(tests) for model, n in kept.items()})
     return {model: n / len(tests) for model, n in right.items()}, sorted(latency)
+
+
+NOISE, SIDE = 20, 96  # pictures of uniform noise; the pictures' side (the benchmark's photos')
+
+
+def no_class_pictures() -> dict[str, list[bytes]]:
+    """PNG files of no class: {"noise": NOISE of them, "blank": one, "white": one}."""
+    import io
+
+    from PIL import Image
+
+    from kerastl.confidence.outside import constant, uniform_noise
+
+    def png(pixels):
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, format="PNG")
+        return out.getvalue()
+
+    shape = (SIDE, SIDE, 3)
+    return {"noise": [png(p) for p in uniform_noise(shape, NOISE)], "blank": [png(constant(shape, 0, 1)[0])],
+            "white": [png(constant(shape, 255, 1)[0])]}
+
+
+def answered_share(url: str, pictures: list[bytes], model: str = "transfer") -> float:
+    answered = {}
+    classify(url, [("", p) for p in pictures], answered)
+    return answered[model]
 
 
 def percentile_ms(latency: list[float], share: float) -> float:
     return 1000 * latency[int(share * (len(latency) - 1))]
 
 
-def one_draw(seed: int, per_class: int, new: int, teacher_options: dict, work: Path) -> dict:
+def one_draw(seed: int, per_class: int, new: int, teacher_options: dict, work: Path, finetune: bool = True) -> dict:
     from benchmarks.small_data import photo_like_folder
     from kerastl.teach.server import make_server
     from kerastl.teach.session import Session
@@ -94,18 +130,26 @@ def one_draw(seed: int, per_class: int, new: int, teacher_options: dict, work: P
         call(url + "api/train", "POST")
         status, ready = wait_for(url, pressed)
         tests = [(name, p) for name in CLASSES.values() for p in sorted((data / "test" / name).iterdir())]
-        right, latency = classify(url, tests)
+        kept = {}
+        right, latency = classify(url, tests, kept)
+        row = {
+            "seed": seed, "transfer_s": ready["transfer"], "scratch_s": ready["scratch"],
+            "transfer_new": right["transfer"], "scratch_new": right["scratch"],
+            "transfer_cv": status["results"]["transfer"]["accuracy"], "scratch_cv": status["results"]["scratch"]["accuracy"],
+            "scored_by": status["results"]["transfer"]["scored_by"], "new_pictures": len(tests),
+            "latency_median_ms": 1000 * statistics.median(latency), "latency_p90_ms": percentile_ms(latency, 0.9),
+            "threshold": status["results"]["transfer"]["threshold"], "transfer_new_answered": kept["transfer"],
+            **{f"{name}_answered": answered_share(url, pictures) for name, pictures in no_class_pictures().items()},
+        }
+        if not finetune:
+            return row
         pressed = time.perf_counter()
         call(url + "api/finetune", "POST")
         tuned_status, tuned_ready = wait_for(url, pressed)
         tuned = tuned_status["results"]["finetuned"]
         right_after, latency_after = classify(url, tests)
         return {
-            "seed": seed, "transfer_s": ready["transfer"], "scratch_s": ready["scratch"],
-            "transfer_new": right["transfer"], "scratch_new": right["scratch"],
-            "transfer_cv": status["results"]["transfer"]["accuracy"], "scratch_cv": status["results"]["scratch"]["accuracy"],
-            "scored_by": status["results"]["transfer"]["scored_by"], "new_pictures": len(tests),
-            "latency_median_ms": 1000 * statistics.median(latency), "latency_p90_ms": percentile_ms(latency, 0.9),
+            **row,
             "finetune_s": tuned_ready["finetuned"], "finetuned_new": right_after["finetuned"],
             "finetuned_fold": tuned["accuracy"], "frozen_fold": tuned["frozen_accuracy"], "fold_pictures": tuned["held_out"],
             "finetune_scored_by": tuned["scored_by"], "finetune_epochs": tuned["epochs"],
@@ -116,18 +160,37 @@ def one_draw(seed: int, per_class: int, new: int, teacher_options: dict, work: P
         httpd.server_close()
 
 
+def print_not_sure(rows: list[dict]) -> None:
+    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    print(f"\n\"not sure\" (the transfer model): share answered of {rows[0]['new_pictures']} new pictures of the classes, "
+          f"of {NOISE} noise pictures, a blank and a white one ({SIDE} px)\n")
+    print("| draw | threshold | new pictures answered | noise answered | blank answered | white answered |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| seed {r['seed']} | {r['threshold']:.3f} | {pct(r['transfer_new_answered'])} | {pct(r['noise_answered'])} "
+              f"| {pct(r['blank_answered'])} | {pct(r['white_answered'])} |")
+    mean = lambda key: statistics.mean(r[key] for r in rows)  # noqa: E731
+    print(f"| mean | | {pct(mean('transfer_new_answered'))} | {pct(mean('noise_answered'))} | {pct(mean('blank_answered'))} "
+          f"| {pct(mean('white_answered'))} |")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--per-class", type=int, default=10)
     p.add_argument("--new", type=int, default=20, help="new pictures a class to classify after training")
+    p.add_argument("--no-finetune", action="store_true", help="leave out Fine-tune (its times and accuracies)")
     args = p.parse_args(argv)
     started = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="kerastl-teach-bench-") as work:
         for seed in (int(s) for s in args.seeds.split(",")):
-            rows.append(one_draw(seed, args.per_class, args.new, {}, Path(work)))
+            rows.append(one_draw(seed, args.per_class, args.new, {}, Path(work), not args.no_finetune))
             print(json.dumps(rows[-1]), flush=True)
+    print_not_sure(rows)
+    if args.no_finetune:
+        print(f"\nwall time {time.perf_counter() - started:.0f} s")
+        return 0
     print(f"\n{len(CLASSES)} classes x {args.per_class} pictures; {rows[0]['scored_by']}; {rows[0]['new_pictures']} new pictures per draw; "
           f"fine-tune scored on {rows[0]['finetune_scored_by']}, {rows[0]['finetune_epochs']} epochs\n")
     print("| draw | Train to transfer scored | Train to CNN scored | Fine-tune to done | new pictures: transfer / CNN / fine-tuned "

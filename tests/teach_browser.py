@@ -25,6 +25,13 @@ CROSS = (((60, 60), (220, 220)), ((220, 60), (60, 220)))
 def teaching(output_dir, **options) -> Iterator[str]:
     """The teach server on a free port of 127.0.0.1, in a thread of this process; yields its URL.
     `options` go to Teacher (default QUICK)."""
+    with serving(output_dir, **options) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def serving(output_dir, **options):
+    """`teaching`, yielding (its URL, its kerastl.teach.teacher.Teacher)."""
     from kerastl.teach.server import make_server
     from kerastl.teach.session import Session
     from kerastl.teach.teacher import Teacher
@@ -33,7 +40,7 @@ def teaching(output_dir, **options) -> Iterator[str]:
     teacher = Teacher(Session(output_dir), log=lambda _: None, **{**QUICK, **options})
     try:
         with in_a_thread(make_server(teacher, "127.0.0.1", 0)) as url:
-            yield url
+            yield url, teacher
     finally:
         teacher.stop()
 
@@ -97,12 +104,14 @@ def teach_in_the_page(page, url: str, screenshot: Path | None = None, drawings: 
     page.wait_for_selector("body[data-answered='1']", timeout=60_000)
     answers = page.eval_on_selector_all(".answer", "cards => Object.fromEntries(cards.map(c => [c.dataset.model, "
                                                    "[...c.querySelectorAll('li[data-label]')].map(li => [li.dataset.label, Number(li.dataset.probability)])]))")
+    verdicts = page.eval_on_selector_all(".answer", "cards => Object.fromEntries(cards.map(c => [c.dataset.model, "
+                                                    "[c.dataset.abstained, c.querySelector('.verdict').textContent]]))")
     page.click("#export")
     page.wait_for_selector("body[data-exported]", timeout=600_000)
     if screenshot is not None:
         page.screenshot(path=str(screenshot), full_page=True)
     downloads = page.eval_on_selector_all("#downloads a", "links => links.map(a => a.getAttribute('href'))")
-    return {"counts": counts, "accuracies": accuracies, "answers": answers, "downloads": downloads,
+    return {"counts": counts, "accuracies": accuracies, "answers": answers, "verdicts": verdicts, "downloads": downloads,
             "status": page.inner_text("#export-status")}
 
 

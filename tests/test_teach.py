@@ -21,11 +21,12 @@ from PIL import Image
 
 import kerastl
 from kerastl import runs
+from kerastl.export import metadata
 from kerastl.teach import training
 from kerastl.teach.__main__ import main
 from kerastl.teach.session import Session, SessionError, check_class_name
 from tests.helpers import ROOT, SHAPES, backend, make_image_folder, run_in_process
-from tests.teach_browser import teaching
+from tests.teach_browser import serving, teaching
 
 pytestmark = pytest.mark.skipif(backend() != "tensorflow", reason="the API does not depend on the backend: checked once, on TensorFlow")
 PER_CLASS = 6
@@ -64,10 +65,41 @@ def pictures_of(folder, name):
     return sorted(p for p in (folder / name).iterdir() if p.suffix != ".txt")
 
 
+def png(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+BLANK = png(np.zeros((64, 64, 3), np.uint8))
+NOISE = png(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+
+
+def check_the_gate_in_numpy_is_the_models_output(teacher):
+    """The transfer gate computed in numpy from the cached features and the head's logits equals the
+    exported (assembled, gated) model's output on the pictures' pixels: the cached features are what
+    its classifier reads. A blank picture too, scored far below the threshold."""
+    from kerastl.data.folders import load_images
+    from kerastl.teach import export
+
+    trained, extractor = teacher.trained, teacher.extractor()
+    paths = trained.paths[::PER_CLASS]  # one a class
+    cached, computed = extractor.of_files(paths, lambda _: None)
+    assert computed == 0
+    pixels = np.concatenate([load_images([str(p) for p in paths], (extractor.size,) * 2, 3), np.zeros((1, extractor.size, extractor.size, 3), np.uint8)])
+    features = np.concatenate([cached, extractor.of_pixels(pixels[-1:])])
+    kernel, bias = trained.models["transfer"].get_layer("classifier").get_weights()
+    fitted = trained.gates["transfer"]
+    expected = fitted.gate.scores(features @ kernel + bias, features)
+    model = export.transfer_model(trained, extractor)
+    assert np.asarray(model.predict_on_batch(pixels.astype("float32"))) == pytest.approx(expected, abs=2e-5)
+    assert expected[:-1].max(axis=1).min() >= fitted.threshold > expected[-1].max()
+
+
 @pytest.mark.slow
 def test_add_train_poll_predict_export_and_reopen(shapes, tmp_path):
     output = tmp_path / "session"
-    with teaching(output) as url:
+    with serving(output) as (url, teacher):
         for name in SHAPES:
             for picture in pictures_of(shapes, name):
                 status, answer = call(f"{url}api/classes/{name}/examples", "POST", picture.read_bytes())
@@ -101,9 +133,18 @@ def test_add_train_poll_predict_export_and_reopen(shapes, tmp_path):
         for result in answer["results"]:
             probabilities = [p["probability"] for p in result["top"]]
             assert sorted(p["label"] for p in result["top"]) == sorted(SHAPES) and probabilities == sorted(probabilities, reverse=True)
-            assert sum(probabilities) == pytest.approx(1, abs=1e-4)
+            assert sum(probabilities) == pytest.approx(1, abs=1e-4) if result["model"] == "scratch" else 0.5 < sum(probabilities) <= 1 + 1e-6
         transfer_top = answer["results"][0]["top"]
         assert transfer_top[0]["label"] == "square"
+
+        # "not sure": the transfer model's gate (kerastl.teach.gate); the CNN has none
+        threshold = done["results"]["transfer"]["threshold"]
+        assert 0 < threshold < 1 and "threshold" not in done["results"]["scratch"]
+        assert [(r["abstained"], r["threshold"]) for r in answer["results"]] == [(False, threshold), (False, None)]
+        for picture in (BLANK, NOISE):
+            transfer = call(url + "api/predict", "POST", picture)[1]["results"][0]
+            assert transfer["abstained"] is True and transfer["top"][0]["probability"] < threshold, transfer
+        check_the_gate_in_numpy_is_the_models_output(teacher)
 
         # Fine-tune: stopped at once, the last models stay; then to the end, with its progress on the way
         status, answer = call(url + "api/finetune", "POST")
@@ -153,6 +194,16 @@ def test_add_train_poll_predict_export_and_reopen(shapes, tmp_path):
             (row,) = [r for r in report["rows"] if r["file"] == "model_float32.tflite"]
             assert not row["mediapipe"]["refused"] and row["mediapipe"]["class_names_match"] and row["mediapipe"]["agreement"] >= 0.9, row
         assert "## How kerastl.teach scored it" in (run_dir / "export" / "MODEL_CARD.md").read_text()
+        # the fine-tuned model's gate travels: metrics.json's threshold is the file's, and MediaPipe applies it (it answers
+        # the pictures of no class exactly where LiteRT's top score reaches the threshold)
+        assert runs.read_metrics(run_dir)["confidence"]["threshold"] == tuned["threshold"]
+        assert metadata.read_score_threshold(run_dir / "export" / "model_float32.tflite") == pytest.approx(tuned["threshold"], rel=1e-6)
+        assert f"default score threshold of **{tuned['threshold']:.4f}**" in (run_dir / "export" / "MODEL_CARD.md").read_text()
+        (gated,) = report["abstain"]["rows"]
+        print("abstain: " + json.dumps(gated))
+        if report["mediapipe"].get("version"):
+            assert {name: gated["mediapipe"][name] for name in ("blank", "white")} == {
+                name: gated["litert"][name]["answered"] for name in ("blank", "white")}, gated
         with urllib.request.urlopen(url + "files/" + urllib.parse.quote(exported["files"][0]), timeout=60) as download:
             assert download.read() == (output / exported["files"][0]).read_bytes()
         cnn_dir = output / exported["runs"][1]

@@ -34,6 +34,9 @@ def test_pictures_from_the_canvas_and_the_webcam_train_both_models_and_export(tm
     for model, top in shown["answers"].items():
         assert sorted(label for label, _ in top) == ["camera", "cross", "ring"] and top[0][1] >= top[1][1] >= top[2][1], (model, top)
     assert shown["answers"]["transfer"][0][0] == "ring"  # a drawn ring, like the three it learned from
+    for model, (abstained, verdict) in shown["verdicts"].items():  # "not sure" shown exactly when the API says it abstained
+        assert abstained in ("true", "false") and (abstained == "true") == verdict.startswith("not sure: "), (model, verdict)
+    assert shown["verdicts"]["scratch"] == ["false", ""]  # the CNN has no gate
     assert sorted(link.rsplit("/", 1)[1] for link in shown["downloads"]) == sorted(
         ["model_float32.tflite", "MODEL_CARD.md", "labels.txt", "export_report.json"])
     assert "written to" in shown["status"]

@@ -77,7 +77,7 @@ def fit(model, splits, config: Mapping[str, Any], outside_sets: Mapping[str, Any
         subset = subset.cached_at(None)
     train_features, _ = features_and_logits(model, subset, batch)
     detector = GaussianDetector.fit(train_features, splits.y_train[chosen], len(val_logits[0]))
-    gate = _gate(temperature, detector, detector.min_distance(val_features))
+    gate = midpoint_gate(temperature, detector, detector.min_distance(val_features))
     val_top = gate.scores(val_logits, val_features).max(axis=1)
     chosen_threshold = threshold.choose(val_top, keep)
 
@@ -92,7 +92,8 @@ def fit(model, splits, config: Mapping[str, Any], outside_sets: Mapping[str, Any
         "tau": round(gate.tau, 4), "scale": round(gate.scale, 4),
         threshold.KEY: keep, "threshold": chosen_threshold,
         "validation_answered": float(threshold.answered(val_top, chosen_threshold).mean()),
-        **_test_metrics(gate, chosen_threshold, test_logits, test_features, splits.y_test),
+        **(answer_metrics(test_logits, splits.y_test, temperature, gate.scores(test_logits, test_features).max(axis=1),
+                          chosen_threshold) if len(splits.y_test) else {}),
     }
     log(f"confidence: temperature {temperature:.3f} (validation NLL {metrics['validation_nll_before']:.4f} -> "
         f"{metrics['validation_nll_after']:.4f}); abstain below {chosen_threshold:.4f} "
@@ -109,23 +110,24 @@ def fit(model, splits, config: Mapping[str, Any], outside_sets: Mapping[str, Any
                   test_logits, np.asarray(splits.y_test), top_scores)
 
 
-def _gate(temperature: float, detector: GaussianDetector, val_distances: np.ndarray) -> Gate:
+def midpoint_gate(temperature: float, detector: GaussianDetector, val_distances: np.ndarray) -> Gate:
+    """The gate whose weight is 1/2 at TAU_QUANTILE of `val_distances` (smallest distances of
+    pictures the detector did not see) and falls over SOFTNESS scales."""
     tau = float(np.quantile(val_distances, TAU_QUANTILE))
     scale = max((tau - float(np.median(val_distances))) / SOFTNESS, 1e-6 * max(tau, 1.0))
     return Gate(temperature, detector, tau, scale)
 
 
-def _test_metrics(gate: Gate, chosen: float, logits: np.ndarray, features: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    if len(y) == 0:
-        return {}
-    before, after = calibration.softmax(logits), calibration.softmax(logits, gate.temperature)
-    top = gate.scores(logits, features).max(axis=1)
+def answer_metrics(logits: np.ndarray, y: np.ndarray, temperature: float, top: np.ndarray, chosen: float) -> dict[str, float]:
+    """Calibration before and after the temperature, and the share of pictures answered at the
+    threshold (`top`: their gated top scores) and how many of those answers were right."""
+    before, after = calibration.softmax(logits), calibration.softmax(logits, temperature)
     kept = threshold.answered(top, chosen)
     right = before.argmax(axis=1) == y
     return {
         "test_ece_before": calibration.expected_calibration_error(before, y),
         "test_ece_after": calibration.expected_calibration_error(after, y),
-        "test_nll_before": calibration.nll(logits, y), "test_nll_after": calibration.nll(logits, y, gate.temperature),
+        "test_nll_before": calibration.nll(logits, y), "test_nll_after": calibration.nll(logits, y, temperature),
         "test_answered": float(kept.mean()),
         "test_answered_accuracy": float(right[kept].mean()) if kept.any() else 0.0,
     }

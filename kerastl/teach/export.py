@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from kerastl import finished_run, runs  # finished_run starts Keras: teacher.py imports this module when it exports
+from kerastl.confidence.model import gated_model
 from kerastl.data import folders
 from kerastl.data.datasets import DataInfo
 from kerastl.export import export_run
@@ -43,7 +44,7 @@ def export_session(session, trained, extractor, quantize=None, log: Log = print)
     started = time.perf_counter()
     output = session.output_dir
     if FINETUNED in trained.models:
-        transfer, transfer_dir = FINETUNED, write_run(output / RUNS, "finetune", trained, FINETUNED, trained.models[FINETUNED], session.root)
+        transfer, transfer_dir = FINETUNED, write_run(output / RUNS, "finetune", trained, FINETUNED, compiled(trained.models[FINETUNED]), session.root)
     else:
         transfer, transfer_dir = TRANSFER, write_run(output / RUNS, "feature", trained, TRANSFER, transfer_model(trained, extractor), session.root)
     scratch_dir = write_run(output / RUNS, "cnn", trained, SCRATCH, trained.models[SCRATCH], session.root)
@@ -59,7 +60,7 @@ def export_session(session, trained, extractor, quantize=None, log: Log = print)
 
 def transfer_model(trained, extractor):
     """The whole transfer model (pixels in, probabilities out), as `fit --mode feature` builds it,
-    with the head that teach trained."""
+    with the head that teach trained, gated as teach's own (kerastl.teach.gate) when it has a gate."""
     from kerastl.models import build_transfer_model  # Keras, when a model is exported
 
     size = extractor.size
@@ -67,8 +68,14 @@ def transfer_model(trained, extractor):
     config = trained.configs[TRANSFER]
     built = build_transfer_model(extractor.backbone, size, "imagenet", dropout=config["dropout"], data=data, log=lambda _: None)
     built.model.get_layer("classifier").set_weights(trained.models[TRANSFER].get_layer("classifier").get_weights())
-    built.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")  # model.keras records a compiled model
-    return built.model
+    return compiled(gated_model(built.model, trained.gates[TRANSFER].gate) if TRANSFER in trained.gates else built.model)
+
+
+def compiled(model):
+    """`model`, compiled if it is not (a gated model is a new keras.Model): model.keras records a compiled model."""
+    if getattr(model, "optimizer", None) is None:
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
 
 
 def write_run(runs_dir: Path, mode: str, trained, name: str, model, pictures_root: Path) -> Path:
@@ -92,6 +99,8 @@ def write_run(runs_dir: Path, mode: str, trained, name: str, model, pictures_roo
         "backend": keras.backend.backend(), "wall_seconds": score.seconds,
         "taught_with": "kerastl.teach",
     }
+    if name in trained.gates:  # kerastl.confidence.threshold.of_run reads it: the export's threshold, the card's "not sure"
+        metrics["confidence"] = trained.gates[name].metrics
     if score.epochs:
         metrics["epochs_run"] = {last_stage(mode): score.epochs}
     if mode == "feature":
@@ -116,5 +125,7 @@ def add_scoring_note(card: Path, score) -> None:
             f"correctly by models that did not train on them ({score.scored_by}). The model in these files then trained "
             f"on every picture, so the accuracy table above, measured on those same pictures, checks the conversion "
             f"(LiteRT and MediaPipe against Keras), not how well it does on new pictures. Take new pictures and run "
-            f"`python -m kerastl.predict` to see that.\n")
+            f"`python -m kerastl.predict` to see that. There is no validation split: the temperature, the detector's "
+            f"midpoint and the \"not sure\" threshold (\"When it says not sure\") were fitted on those held-out answers, "
+            f"and the threshold's \"test\" shares are measured on them too.\n")
     card.write_text(card.read_text().rstrip("\n") + note)

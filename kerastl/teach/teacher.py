@@ -19,11 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from kerastl.confidence import threshold
+from kerastl.confidence.model import gated_model
 from kerastl.data.folders import load_images
 from kerastl.errors import first_line
 from kerastl.log import Log
 from kerastl.prediction import top_classes
-from kerastl.teach import training
+from kerastl.teach import gate, training
 from kerastl.teach.session import Session, SessionError
 from kerastl.web import pictures
 
@@ -49,7 +51,8 @@ class Trained:
     targets: np.ndarray
     scores: dict[str, training.Score] = field(default_factory=dict)
     configs: dict[str, Any] = field(default_factory=dict)
-    models: dict[str, Any] = field(default_factory=dict)  # transfer: the head; scratch: the CNN
+    models: dict[str, Any] = field(default_factory=dict)  # transfer: the head, gated; scratch: the CNN
+    gates: dict[str, gate.FittedGate] = field(default_factory=dict)  # the models that can say "not sure" (transfer)
     titles: dict[str, str] = field(default_factory=dict)
     seconds_from_start: dict[str, float] = field(default_factory=dict)
     features_computed: int = 0  # pictures whose backbone features this training computed (the rest were cached)
@@ -59,7 +62,7 @@ class Trained:
         """A copy without model `name` (its score, config, model, title): what a fine-tune starts from."""
         dropped = lambda d: {k: v for k, v in d.items() if k != name}  # noqa: E731
         return replace(self, scores=dropped(self.scores), configs=dropped(self.configs), models=dropped(self.models),
-                       titles=dropped(self.titles), seconds_from_start=dropped(self.seconds_from_start),
+                       gates=dropped(self.gates), titles=dropped(self.titles), seconds_from_start=dropped(self.seconds_from_start),
                        frozen_on_finetune_scored=None)
 
 
@@ -175,6 +178,9 @@ class Teacher:
                            for name, score in shown.scores.items()}
                 if TRANSFER in results:
                     results[TRANSFER]["features_computed"] = shown.features_computed
+                for name, fitted in shown.gates.items():
+                    if name in results:
+                        results[name]["threshold"] = fitted.threshold
                 if FINETUNED in results:
                     results[FINETUNED]["frozen_accuracy"] = shown.frozen_on_finetune_scored
             return {"state": self.state, "progress": dict(self.progress), "results": results, "error": self.error,
@@ -228,12 +234,19 @@ class Teacher:
         config = self.config("feature", len(job.paths))
         classes = len(job.labels)
 
+        distances = np.zeros(len(job.targets))  # each picture's, to a detector that did not see it (kerastl.teach.gate)
+
         def fit_and_predict(train, held, progress):
+            distances[held] = gate.held_out_distances(features, job.targets, classes, train, held)
             return training.fit_head(features[train], job.targets[train], config["seed"]).predict_proba(features[held])
 
         score = training.score(fit_and_predict, job.targets, classes, lambda f, step: report(0.3 + 0.7 * f, step))
-        report(0.3 + 0.7 * score.share_of_work, "the final head, on every picture")
-        head = training.head_model(training.fit_head(features, job.targets, config["seed"]), classes, config["dropout"])
+        report(0.3 + 0.7 * score.share_of_work, "the final head, on every picture; when to say not sure")
+        fitted = gate.fit(features, job.targets, classes, score, distances[score.scored],
+                          config.get(threshold.KEY) or threshold.DEFAULT_KEEP)
+        trained_head = training.head_model(training.fit_head(features, job.targets, config["seed"]), classes, config["dropout"])
+        head = gated_model(trained_head, fitted.gate)
+        job.gates[TRANSFER] = fitted
         with self._model_lock:  # one picture through both, once: the first Try it does not wait for Keras to trace them
             head.predict_on_batch(extractor.of_pixels(np.zeros((1, extractor.size, extractor.size, 3), "uint8")))
         title = f"{extractor.transfer.backbone.name}, ImageNet weights, frozen, at {extractor.size} px; a new head"
@@ -270,9 +283,12 @@ class Teacher:
         tuner = training.FineTuner(self.backbone, pixels, job.targets, job.labels, config)
         dropout = job.configs[TRANSFER]["dropout"]
 
+        distances = np.zeros(len(job.targets))  # as the transfer model's, in the fine-tuned model's features
+
         def fit_and_predict(train, held, progress):
             head = training.head_model(training.fit_head(features[train], job.targets[train], config["seed"]), classes, dropout)
             tuner.fit_from(head, train, progress)
+            distances[held] = gate.held_out_distances(tuner.features(), job.targets, classes, train, held)
             return tuner.predict(held)
 
         score = training.score(fit_and_predict, job.targets, classes, report, first=1)
@@ -280,9 +296,14 @@ class Teacher:
         same = np.isin(frozen.scored, score.scored)  # the frozen model's answers to the same pictures
         job.frozen_on_finetune_scored = float((frozen.probabilities[same].argmax(1) == frozen.labels[same]).mean())
         share = score.share_of_work
-        model = tuner.fit_from(job.models[TRANSFER], np.arange(len(job.targets)),
-                               lambda f: report(share + (1 - share) * f, "the final model, on every picture"))
-        tuner.predict(np.arange(1))  # traced now, not at the first try
+        tuner.fit_from(job.models[TRANSFER], np.arange(len(job.targets)),
+                       lambda f: report(share + (1 - share) * f, "the final model, on every picture"))
+        report(1.0, "when to say not sure")
+        fitted = gate.fit(tuner.features(), job.targets, classes, score, distances[score.scored],
+                          config.get(threshold.KEY) or threshold.DEFAULT_KEEP)
+        model = gated_model(tuner.model, fitted.gate)
+        job.gates[FINETUNED] = fitted
+        model.predict_on_batch(tuner.pixels[:1])  # traced now, not at the first try
         score.epochs = config["epochs"]
         self._publish(job, FINETUNED, tuner.title, score, model, config, started)
 
@@ -310,7 +331,10 @@ class Teacher:
             seconds = time.perf_counter() - started
         for name, probabilities in answers.items():
             probabilities = np.asarray(probabilities)[0]
-            results.append({"model": name, "title": trained.titles[name], "top": top_classes(probabilities, trained.labels, TOP_K)})
+            fitted = trained.gates.get(name)
+            results.append({"model": name, "title": trained.titles[name], "top": top_classes(probabilities, trained.labels, TOP_K),
+                            "abstained": fitted is not None and bool(probabilities.max() < fitted.threshold),
+                            "threshold": fitted.threshold if fitted else None})
         return {"results": results, "seconds": round(seconds, 4)}
 
     # Export

@@ -321,6 +321,12 @@ class FineTuner(RepeatedFits):
         rate = lambda steps: make_optimizer(learning_rate(config["finetune_lr"], config["lr_schedule"], steps), config["weight_decay"])  # noqa: E731
         super().__init__(transfer.model, pixels, targets, config, config["epochs"], rate)
 
+    def features(self) -> np.ndarray:
+        """The detector's features of every picture (kerastl.confidence.features) in the model as it is now."""
+        from kerastl.confidence.features import features_and_logits
+
+        return features_and_logits(self.model, self.pixels, self.batch)[0]
+
     def fit_from(self, head, train: np.ndarray, progress: Callable[[float], None]):
         """Fine-tuned on the pictures `train`, from the frozen backbone and `head` (teach's Keras head)."""
         weights = head.get_layer("classifier").get_weights()

@@ -1,6 +1,6 @@
 "use strict";
 // What kerastl's local pages (the demo, teach) share: a drawing pad, pictures dropped or chosen,
-// sending a picture to the server, and top classes drawn as bars. Inlined by kerastl/web/page.py.
+// sending a picture to the server, top classes drawn as bars, and "not sure". Inlined by kerastl/web/page.py.
 const kerastl = (() => {
   function element(tag, className, text) {
     const node = document.createElement(tag);
@@ -117,5 +117,13 @@ const kerastl = (() => {
     }));
   }
 
-  return { element, drawingPad, acceptFiles, request, postPicture, showTop };
+  // "not sure" when a model abstained (its top score below its threshold), the top guess dimmed
+  // by the shared style; `holder` is the element around the top classes.
+  function showVerdict(holder, verdict, result) {
+    holder.dataset.abstained = Boolean(result.abstained);
+    verdict.textContent = result.abstained
+      ? `not sure: its top score is below its threshold of ${(100 * result.threshold).toFixed(1)} %` : "";
+  }
+
+  return { element, drawingPad, acceptFiles, request, postPicture, showTop, showVerdict };
 })();
