@@ -26,6 +26,7 @@ import numpy as np
 from kerastl import runs
 from kerastl.cli import OneLineParser, run_cli
 from kerastl.confidence import threshold
+from kerastl.confidence.threshold import abstains  # by name: predict() has an argument called threshold
 from kerastl.data import DATASETS, IMAGE_SHAPE
 from kerastl.data.folders import check_image, load_images
 from kerastl.digit_image import INVERT_CHOICES, ImageError, to_mnist
@@ -155,7 +156,7 @@ def predict(model, images: list[str | Path], top_k: int = 3, invert: str = "auto
         probabilities = classifier.predict(np.stack(pixels))
         for index, row in zip(ok, probabilities):
             results[index]["predictions"] = top_classes(row, classifier.labels, top_k)
-            results[index]["abstained"] = used is not None and float(row.max()) < used
+            results[index]["abstained"] = abstains(row, used)
             results[index]["threshold"] = used
     return results
 

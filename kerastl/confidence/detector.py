@@ -66,6 +66,11 @@ class GaussianDetector:
         z = (to_unit_length(features) if self.unit_length else np.asarray(features, "float64")) @ self.whiten
         return ((z[:, None, :] - self.means[None, :, :]) ** 2).sum(axis=2)
 
+    def describe(self, pictures: str) -> str:
+        """What metrics.json records as the detector, fitted on `pictures` (e.g. "20,000 training pictures")."""
+        return (f"class-conditional Gaussian, tied covariance, {pictures}"
+                + (", features scaled to unit length (fewer pictures than dimensions)" if self.unit_length else ""))
+
     def min_distance(self, features: np.ndarray) -> np.ndarray:
         return self.distances(features).min(axis=1)
 

@@ -66,7 +66,7 @@ def fit(model, splits, config: Mapping[str, Any], outside_sets: Mapping[str, Any
         return None
     started = time.perf_counter()
     batch = config["batch_size"]
-    keep = config.get(threshold.KEY) or threshold.DEFAULT_KEEP
+    keep = threshold.keep_of(config)
     val_features, val_logits = features_and_logits(model, splits.x_val, batch)
     temperature = calibration.fit_temperature(val_logits, splits.y_val)
 
@@ -87,8 +87,7 @@ def fit(model, splits, config: Mapping[str, Any], outside_sets: Mapping[str, Any
         "temperature": round(temperature, 5),
         "validation_nll_before": calibration.nll(val_logits, splits.y_val),
         "validation_nll_after": calibration.nll(val_logits, splits.y_val, temperature),
-        "detector": f"class-conditional Gaussian, tied covariance, {len(chosen)} training pictures"
-                    + (", features scaled to unit length (fewer pictures than dimensions)" if detector.unit_length else ""),
+        "detector": detector.describe(f"{len(chosen)} training pictures"),
         "tau": round(gate.tau, 4), "scale": round(gate.scale, 4),
         threshold.KEY: keep, "threshold": chosen_threshold,
         "validation_answered": float(threshold.answered(val_top, chosen_threshold).mean()),

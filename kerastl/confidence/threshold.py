@@ -26,6 +26,17 @@ def answered(top_scores: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(top_scores) >= threshold
 
 
+def abstains(probabilities: np.ndarray, threshold: float | None) -> bool:
+    """Whether one picture's answer is withheld ("not sure"): a threshold is set and its top score
+    does not reach it (the complement of `answered`)."""
+    return threshold is not None and not bool(answered(np.max(probabilities), threshold))
+
+
+def keep_of(config: Mapping[str, Any]) -> float:
+    """The share of in-distribution pictures a run's threshold keeps answering (its config's, or the default)."""
+    return config.get(KEY) or DEFAULT_KEEP
+
+
 def of_run(metrics: Mapping[str, Any]) -> float | None:
     """The threshold a finished run recorded in metrics.json, or None (a run without a validation
     split, or one trained before kerastl abstained)."""

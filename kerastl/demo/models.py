@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kerastl import runs
+from kerastl.confidence.threshold import abstains
 from kerastl.digit_image import ImageError
 from kerastl.errors import UserError
 from kerastl.log import Log
@@ -115,6 +116,6 @@ def classify(models: list[DemoModel], image: bytes) -> list[dict]:
             probabilities = model.classifier.predict(pixels[None])[0]
             threshold = model.classifier.threshold  # the run's abstain threshold (kerastl.confidence), or None
             answers.append({"name": model.name, "predictions": top_classes(probabilities, model.classifier.labels, TOP_K),
-                            "abstained": threshold is not None and float(probabilities.max()) < threshold,
+                            "abstained": abstains(probabilities, threshold),
                             "threshold": threshold, "input": png_data_url(pixels)})
     return answers

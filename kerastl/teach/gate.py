@@ -53,8 +53,7 @@ def fit(features: np.ndarray, targets: np.ndarray, classes: int, score, distance
     metrics = {
         "temperature": round(temperature, 5),
         "fitted_on": f"kerastl.teach: {len(labels)} held-out answers ({score.scored_by}), the session's pictures only",
-        "detector": f"class-conditional Gaussian, tied covariance, {len(targets)} pictures"
-                    + (", features scaled to unit length (fewer pictures than dimensions)" if detector.unit_length else ""),
+        "detector": detector.describe(f"{len(targets)} pictures"),
         "tau": round(gate.tau, 4), "scale": round(gate.scale, 4),
         threshold.KEY: keep, "threshold": chosen,
         **answer_metrics(logits, labels, temperature, top, chosen),

@@ -243,7 +243,7 @@ class Teacher:
         score = training.score(fit_and_predict, job.targets, classes, lambda f, step: report(0.3 + 0.7 * f, step))
         report(0.3 + 0.7 * score.share_of_work, "the final head, on every picture; when to say not sure")
         fitted = gate.fit(features, job.targets, classes, score, distances[score.scored],
-                          config.get(threshold.KEY) or threshold.DEFAULT_KEEP)
+                          threshold.keep_of(config))
         trained_head = training.head_model(training.fit_head(features, job.targets, config["seed"]), classes, config["dropout"])
         head = gated_model(trained_head, fitted.gate)
         job.gates[TRANSFER] = fitted
@@ -300,7 +300,7 @@ class Teacher:
                        lambda f: report(share + (1 - share) * f, "the final model, on every picture"))
         report(1.0, "when to say not sure")
         fitted = gate.fit(tuner.features(), job.targets, classes, score, distances[score.scored],
-                          config.get(threshold.KEY) or threshold.DEFAULT_KEEP)
+                          threshold.keep_of(config))
         model = gated_model(tuner.model, fitted.gate)
         job.gates[FINETUNED] = fitted
         model.predict_on_batch(tuner.pixels[:1])  # traced now, not at the first try
@@ -333,7 +333,7 @@ class Teacher:
             probabilities = np.asarray(probabilities)[0]
             fitted = trained.gates.get(name)
             results.append({"model": name, "title": trained.titles[name], "top": top_classes(probabilities, trained.labels, TOP_K),
-                            "abstained": fitted is not None and bool(probabilities.max() < fitted.threshold),
+                            "abstained": threshold.abstains(probabilities, fitted.threshold if fitted else None),
                             "threshold": fitted.threshold if fitted else None})
         return {"results": results, "seconds": round(seconds, 4)}
 
