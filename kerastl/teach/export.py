@@ -2,12 +2,13 @@
 model's app-ready files.
 
 Each model becomes a finished run folder in OUTPUT/runs/ (`feature-pictures-TIME`, or
-`finetune-pictures-TIME` when the transfer model was fine-tuned, and `cnn-pictures-TIME`), written by kerastl's own run writing (kerastl.finished_run): model.keras,
-config.yaml (the `fit` config sized to these pictures, its dataset the session's pictures folder),
-labels.txt, dataset_split.csv, test_predictions.npz, confusion.png and metrics.json, so
-`kerastl.export`, `predict`, `demo` and `explain` take it as they take a `fit` run. The transfer run
-(the fine-tuned one when there is one) is then exported by `kerastl.export` (SavedModel, the LiteRT files with TFLite metadata and the
-class names, each checked in LiteRT and MediaPipe, MODEL_CARD.md).
+`finetune-pictures-TIME` when the transfer model was fine-tuned, and `cnn-pictures-TIME`), written
+by kerastl's own run writing (kerastl.finished_run): model.keras, config.yaml (the `fit` config
+sized to these pictures, its dataset the session's pictures folder), labels.txt,
+dataset_split.csv, test_predictions.npz, confusion.png and metrics.json, so `kerastl.export`,
+`predict`, `demo` and `explain` take it as they take a `fit` run. The transfer run (the fine-tuned
+one when there is one) is then exported by `kerastl.export` (SavedModel, the LiteRT files with
+TFLite metadata and the class names, each checked in LiteRT and MediaPipe, MODEL_CARD.md).
 
 What the run calls its test split is what teach scored: with cross-validation every picture (each
 scored by a model that did not train on it), else the held-out share. The exported model then
