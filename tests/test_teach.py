@@ -115,6 +115,12 @@ def test_add_train_poll_predict_export_and_reopen(shapes, tmp_path):
         assert status == 202 and answer["state"] == "running" and answer["labels"] == list(SHAPES)
         status, refused = call(url + "api/train", "POST")
         assert status == 409 and "running" in refused["error"]
+        busy = (409, {"error": "a training is running; wait for it to finish"})  # its snapshot's pictures must stay
+        first = SHAPES[0]
+        assert call(url + f"api/classes/{first}/rename", "POST", document={"name": "renamed"}) == busy
+        assert call(url + f"api/classes/{first}", "DELETE") == busy
+        assert call(url + f"api/classes/{first}/examples/x.png", "DELETE") == busy
+        assert [(c["name"], c["examples"]) for c in call(url + "api/classes")[1]] == [(name, PER_CLASS) for name in SHAPES]
         done = wait_for_training(url)
         print(f"\ntrained in {time.monotonic() - started:.1f} s: " + json.dumps(done["results"]))
         assert done["state"] == "done" and done["error"] is None and done["progress"]["fraction"] == 1.0

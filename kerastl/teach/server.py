@@ -5,9 +5,9 @@
     POST   /api/classes                         {"name"}: a new, empty class
     POST   /api/classes/NAME/examples           one picture as the body -> {"class", "examples", "picture"} (the class is made if new)
     GET    /api/classes/NAME/examples/FILE      the picture (the page's thumbnails)
-    DELETE /api/classes/NAME/examples/FILE      -> {"class", "examples"}
-    POST   /api/classes/NAME/rename             {"name": NEW} -> the classes
-    DELETE /api/classes/NAME                    -> the classes
+    DELETE /api/classes/NAME/examples/FILE      -> {"class", "examples"}; 409 while a training or an export runs
+    POST   /api/classes/NAME/rename             {"name": NEW} -> the classes; 409 while a training or an export runs
+    DELETE /api/classes/NAME                    -> the classes; 409 while a training or an export runs
     POST   /api/train                           starts a training (202); 409 while one runs
     GET    /api/train                           {"state", "progress", "results", "error", "labels", "pictures", "trained"}
     POST   /api/finetune                        fine-tunes the last training's transfer model (202); 409 while one runs or before a training
@@ -73,12 +73,16 @@ def make_server(teacher: Teacher, host: str, port: int):
                     path = session.picture_path(name, file_name)
                     return Reply(HTTPStatus.OK, path.read_bytes(), mimetypes.guess_type(path.name)[0] or "application/octet-stream")
                 case "DELETE", ["classes", name, "examples", file_name]:
-                    return json_reply(session.remove_example(name, file_name))
+                    with teacher.idle():
+                        return json_reply(session.remove_example(name, file_name))
                 case "POST", ["classes", name, "rename"]:
-                    session.rename_class(name, self.json_field("name"))
+                    new_name = self.json_field("name")
+                    with teacher.idle():
+                        session.rename_class(name, new_name)
                     return json_reply(session.classes())
                 case "DELETE", ["classes", name]:
-                    session.remove_class(name)
+                    with teacher.idle():
+                        session.remove_class(name)
                     return json_reply(session.classes())
                 case "POST", ["train"]:
                     return json_reply(teacher.start(), HTTPStatus.ACCEPTED)

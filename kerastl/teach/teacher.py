@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -142,6 +143,14 @@ class Teacher:
                 raise NotReady(f"{gone} picture{'s' if gone > 1 else ''} of the last training {'were' if gone > 1 else 'was'} "
                                "removed or renamed since: press Train first")
             return self._launch(self.trained.without(FINETUNED), self._finetune)
+
+    @contextmanager
+    def idle(self):
+        """Hold Train and Export off while the pictures a training reads change (a rename or a
+        removal); Busy while one runs: its pictures must stay where its snapshot found them."""
+        with self._state_lock:
+            self._check_idle()
+            yield
 
     def _check_idle(self) -> None:
         if self.state == "running" or self.exporting:
